@@ -1,0 +1,34 @@
+"""The one error type that diffcli raises for bad input.
+
+Everything the user can get wrong (syntax, names, point values, options)
+surfaces as a :class:`DiffcliError`, so the command line can turn it into a
+one-line message and exit status 2 without ever showing a traceback.
+"""
+
+from __future__ import annotations
+
+
+class DiffcliError(Exception):
+    """Invalid input: the message is written for the person who typed it."""
+
+    def render(self) -> str:
+        return str(self)
+
+
+class ParseError(DiffcliError):
+    """A problem at a known place in a piece of text the user typed.
+
+    ``start``/``end`` are character columns in ``source``; ``render`` shows
+    the source with carets under the offending columns.
+    """
+
+    def __init__(self, message: str, source: str, start: int, end: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.source = source
+        self.start = max(0, min(start, len(source)))
+        self.end = max(self.start + 1, min(end if end is not None else start + 1, len(source) + 1))
+
+    def render(self) -> str:
+        carets = " " * self.start + "^" * (self.end - self.start)
+        return f"{self.message} (column {self.start + 1})\n  {self.source}\n  {carets}"

@@ -1,0 +1,116 @@
+"""The checked expression tree that both backends compile from.
+
+The parser produces these nodes from the user's text; the SymPy backend
+(:mod:`diffcli.symbolic`) and the torch backend (:mod:`diffcli.torch_compile`)
+each turn them into their own objects. Keeping one neutral tree, rather than
+compiling torch code from SymPy objects, means torch computes the expression
+exactly as typed (SymPy rewrites ``x*sqrt(x)`` into ``x**(3/2)`` as it builds
+it, which changes what autodiff does at 0).
+
+Nodes compare and hash by structure (not by position), so equal
+sub-expressions are computed once by both backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+#: Operator node names; every other ``op`` is a function from the language.
+ARITHMETIC = ("Add", "Sub", "Mul", "Div", "Pow", "Neg")
+COMPARISONS = {"Lt": "<", "Le": "<=", "Gt": ">", "Ge": ">=", "Eq": "==", "Ne": "!="}
+LOGIC = ("And", "Or", "Not")
+LEAVES = ("num", "var", "const", "bool")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node: ``op`` names what it is, ``args`` are its operands.
+
+    Leaves carry ``text``: the literal for ``num`` (as typed, exact), the
+    name for ``var`` and ``const``, ``True``/``False`` for ``bool``. ``If``
+    has args (value, condition, otherwise) and ``Piecewise`` alternates
+    value and condition.
+    """
+
+    op: str
+    args: tuple[Node, ...] = ()
+    text: str = ""
+    span: tuple[int, int] = field(default=(0, 0), compare=False, repr=False)
+
+    @property
+    def is_condition(self) -> bool:
+        return self.op in COMPARISONS or self.op in LOGIC or self.op == "bool"
+
+    def walk(self) -> Iterator[Node]:
+        yield self
+        for arg in self.args:
+            yield from arg.walk()
+
+    def variables(self) -> set[str]:
+        return {node.text for node in self.walk() if node.op == "var"}
+
+    def __str__(self) -> str:
+        return to_text(self)
+
+
+# Binding strength, loosest first, as in Python's grammar.
+_PRECEDENCE = {
+    "If": 0,
+    "Or": 1,
+    "And": 2,
+    "Not": 3,
+    **dict.fromkeys(COMPARISONS, 4),
+    "Add": 5,
+    "Sub": 5,
+    "Mul": 6,
+    "Div": 6,
+    "Neg": 7,
+    "Pow": 8,
+}
+_ATOM = 9
+_INFIX = {
+    "Add": " + ",
+    "Sub": " - ",
+    "Mul": "*",
+    "Div": "/",
+    "Pow": "**",
+    "And": " and ",
+    "Or": " or ",
+    **{k: f" {v} " for k, v in COMPARISONS.items()},
+}
+
+
+def _precedence(node: Node) -> int:
+    return _PRECEDENCE.get(node.op, _ATOM)
+
+
+def _wrapped(node: Node, tighter_than: int) -> str:
+    text = to_text(node)
+    return f"({text})" if _precedence(node) <= tighter_than else text
+
+
+def to_text(node: Node) -> str:
+    """The expression as typed, in SymPy's syntax, with minimal parentheses."""
+    op, args = node.op, node.args
+    if op in LEAVES:
+        return node.text
+    if op == "Neg":
+        return "-" + _wrapped(args[0], _PRECEDENCE["Neg"] - 1 if args[0].op != "Pow" else 0)
+    if op == "Not":
+        return "not " + _wrapped(args[0], _PRECEDENCE["Not"] - 1)
+    if op == "If":
+        value, cond, other = args
+        return f"{_wrapped(value, 0)} if {_wrapped(cond, 0)} else {_wrapped(other, -1)}"
+    if op == "Pow":
+        base, exponent = args
+        right = to_text(exponent) if _precedence(exponent) == _ATOM else f"({to_text(exponent)})"
+        return f"{_wrapped(base, _PRECEDENCE['Pow'])}**{right}"
+    if op in _INFIX:
+        level = _PRECEDENCE[op]
+        left, right = args
+        return _wrapped(left, level - 1) + _INFIX[op] + _wrapped(right, level)
+    if op == "Piecewise":
+        pairs = [f"({to_text(v)}, {to_text(c)})" for v, c in zip(args[::2], args[1::2])]
+        return f"Piecewise({', '.join(pairs)})"
+    return f"{op}({', '.join(to_text(a) for a in args)})"

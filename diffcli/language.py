@@ -1,0 +1,90 @@
+"""The expression language: the functions, operators and constants it knows.
+
+This table is the single list of what a user may call. The parser checks
+names and arities against it; the SymPy and torch backends each hold their
+own implementation table keyed by the canonical names below, and a test
+checks that both cover every entry. Kept free of heavy imports so that error
+messages and ``--help`` never load torch or SymPy.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Arity:
+    least: int
+    most: int | None  # None: any number of arguments
+
+    def accepts(self, n: int) -> bool:
+        return n >= self.least and (self.most is None or n <= self.most)
+
+    def describe(self) -> str:
+        if self.most is None:
+            return f"at least {self.least} arguments"
+        if self.least == self.most:
+            return f"{self.least} argument{'s' if self.least != 1 else ''}"
+        return f"{self.least} to {self.most} arguments"
+
+
+_ONE, _TWO = Arity(1, 1), Arity(2, 2)
+
+#: Canonical function names (SymPy's spelling) and how many arguments each takes.
+FUNCTIONS: dict[str, Arity] = {
+    **{name: _ONE for name in ("sin", "cos", "tan", "sec", "csc", "cot")},
+    **{name: _ONE for name in ("asin", "acos", "atan")},
+    "atan2": _TWO,  # atan2(y, x), as in SymPy and C
+    **{name: _ONE for name in ("sinh", "cosh", "tanh", "asinh", "acosh", "atanh")},
+    "exp": _ONE,
+    "log": Arity(1, 2),  # log(x) natural; log(x, b) base b
+    "sqrt": _ONE,
+    "cbrt": _ONE,  # the real cube root: cbrt(-8) == -2
+    "root": _TWO,  # root(x, n) == x**(1/n), principal root (undefined for x < 0)
+    **{name: _ONE for name in ("Abs", "sign", "floor", "ceiling")},
+    "Min": Arity(2, None),
+    "Max": Arity(2, None),
+    **{name: _ONE for name in ("erf", "erfc", "gamma", "loggamma")},
+    "sinc": _ONE,  # sin(x)/x, unnormalised as in SymPy
+    "Heaviside": Arity(1, 2),  # Heaviside(x, h0): h0 is the value at 0 (default 1/2)
+    "Mod": _TWO,  # Mod(a, m) has the sign of m, as Python's %
+    "Piecewise": Arity(1, None),  # Piecewise((expr, cond), ...)
+}
+
+#: Other spellings people type, mapped to the canonical name.
+ALIASES: dict[str, str] = {
+    "arcsin": "asin",
+    "arccos": "acos",
+    "arctan": "atan",
+    "arctan2": "atan2",
+    "arcsinh": "asinh",
+    "arccosh": "acosh",
+    "arctanh": "atanh",
+    "ln": "log",
+    "abs": "Abs",
+    "min": "Min",
+    "max": "Max",
+    "ceil": "ceiling",
+}
+
+#: Named constants; ``e`` is an alias of ``E``. A name listed in ``--vars``
+#: is a variable instead.
+CONSTANTS: dict[str, str] = {"pi": "pi", "E": "E", "e": "E"}
+
+
+def canonical_function(name: str) -> str | None:
+    """The canonical name for a function spelling, or None if unknown."""
+    if name in FUNCTIONS:
+        return name
+    return ALIASES.get(name)
+
+
+def suggest(name: str, candidates: list[str] | None = None) -> str | None:
+    """The closest known spelling, for 'did you mean' hints."""
+    pool = candidates if candidates is not None else [*FUNCTIONS, *ALIASES]
+    found = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    if not found:
+        lowered = {c.lower(): c for c in pool}
+        found = [lowered[name.lower()]] if name.lower() in lowered else []
+    return found[0] if found else None

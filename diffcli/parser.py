@@ -1,0 +1,315 @@
+"""Safe parsing of typed math into the checked tree of :mod:`diffcli.expr`.
+
+User text never reaches ``eval``, ``sympify`` or ``parse_expr`` (all of which
+run code). Instead: tokenise to apply calculator habits (``^`` is power,
+``2x`` and ``(a)(b)`` multiply), parse with ``ast.parse(mode="eval")``, and
+walk the tree against an allowlist, building :class:`~diffcli.expr.Node`s.
+Anything outside the allowlist is a :class:`~diffcli.errors.ParseError`
+pointing at the offending columns of the text as the user typed it.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import keyword
+import tokenize
+from dataclasses import dataclass
+
+from diffcli.errors import ParseError
+from diffcli.expr import Node
+from diffcli.language import CONSTANTS, FUNCTIONS, canonical_function, suggest
+
+_BINARY = {ast.Add: "Add", ast.Sub: "Sub", ast.Mult: "Mul", ast.Div: "Div", ast.Pow: "Pow", ast.Mod: "Mod"}
+_COMPARE = {ast.Lt: "Lt", ast.LtE: "Le", ast.Gt: "Gt", ast.GtE: "Ge", ast.Eq: "Eq", ast.NotEq: "Ne"}
+_DESCRIBE = {
+    ast.Attribute: "attribute access",
+    ast.Subscript: "subscripts",
+    ast.Lambda: "lambdas",
+    ast.ListComp: "comprehensions",
+    ast.SetComp: "comprehensions",
+    ast.DictComp: "comprehensions",
+    ast.GeneratorExp: "comprehensions",
+    ast.JoinedStr: "f-strings",
+    ast.NamedExpr: "assignment (:=)",
+    ast.List: "lists",
+    ast.Dict: "dicts",
+    ast.Set: "sets",
+    ast.Starred: "starred arguments",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+}
+
+
+@dataclass(frozen=True)
+class _Rewritten:
+    """The text handed to ``ast.parse`` and, per character, its column in the original."""
+
+    text: str
+    columns: list[int]
+
+    def original(self, index: int) -> int:
+        if not self.columns:
+            return 0
+        return self.columns[min(max(index, 0), len(self.columns) - 1)] + (index >= len(self.columns))
+
+
+def _multiplies(previous: tokenize.TokenInfo | None, current: tokenize.TokenInfo) -> bool:
+    """Whether calculator habit puts an implicit ``*`` between two tokens."""
+    if previous is None:
+        return False
+    is_name = current.type == tokenize.NAME and not keyword.iskeyword(current.string)
+    if previous.type == tokenize.NUMBER:
+        return is_name or current.string == "("
+    if previous.string == ")":
+        return current.string == "(" or is_name
+    return False
+
+
+def _tokens(source: str) -> list[tokenize.TokenInfo]:
+    try:
+        return [
+            t
+            for t in tokenize.generate_tokens(io.StringIO(source).readline)
+            if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT)
+        ]
+    except (tokenize.TokenError, SyntaxError):
+        # Python's own parser words bracket problems best ("'(' was never closed").
+        try:
+            ast.parse(source, mode="eval")
+        except SyntaxError as exc:
+            raise _syntax_error(exc, source, list(range(len(source)))) from None
+        raise ParseError("cannot read this expression", source, 0) from None
+
+
+def _syntax_error(exc: SyntaxError, source: str, columns: list[int]) -> ParseError:
+    """Python's syntax error, moved to the user's columns (offset 0 means 'at the end')."""
+    if not exc.offset:
+        return ParseError("the expression ends too early", source, len(source))
+    index = exc.offset - 1
+    column = columns[index] if index < len(columns) else len(source)
+    return ParseError(f"syntax error: {exc.msg}", source, column)
+
+
+def _rewrite(source: str) -> _Rewritten:
+    """Apply the calculator habits, remembering where every character came from."""
+    out: list[str] = []
+    columns: list[int] = []
+
+    def emit(text: str, column: int) -> None:
+        out.append(text)
+        columns.extend([column] * len(text))
+
+    previous = None
+    position = 0
+    for token in _tokens(source):
+        start, end = token.start[1], token.end[1]
+        for i in range(position, start):
+            emit(source[i], i)
+        if _multiplies(previous, token):
+            emit("*", start)
+        if token.type == tokenize.OP and token.string == "^":
+            emit("**", start)
+        else:
+            for i in range(start, end):
+                emit(source[i], i)
+        position, previous = end, token
+    return _Rewritten("".join(out), columns)
+
+
+def _check_one_line(source: str) -> None:
+    for i, ch in enumerate(source):
+        if ch in "\n\r;":
+            what = "';'" if ch == ";" else "a line break"
+            raise ParseError(f"one expression only: found {what}", source, i)
+
+
+class _Builder:
+    """Walks Python's syntax tree against the allowlist, building Nodes."""
+
+    def __init__(self, source: str, rewritten: _Rewritten, variables: frozenset[str]):
+        self.source = source
+        self.rewritten = rewritten
+        self.variables = variables
+        self._utf8 = rewritten.text.encode()
+
+    def span(self, node: ast.AST) -> tuple[int, int]:
+        def column(byte_offset: int) -> int:
+            return len(self._utf8[:byte_offset].decode(errors="ignore"))
+
+        start = self.rewritten.original(column(node.col_offset))
+        end = self.rewritten.original(column(node.end_col_offset or node.col_offset + 1) - 1) + 1
+        return start, max(end, start + 1)
+
+    def fail(self, message: str, node: ast.AST) -> ParseError:
+        start, end = self.span(node)
+        return ParseError(message, self.source, start, end)
+
+    def number(self, node: ast.expr) -> Node:
+        if not isinstance(node.value, bool) and isinstance(node.value, (int, float)):
+            text = ast.get_source_segment(self.rewritten.text, node) or repr(node.value)
+            text = text.replace("_", "")
+            if isinstance(node.value, int) and not text.isdigit():
+                text = str(node.value)  # hex, octal, binary literals
+            return Node("num", text=text, span=self.span(node))
+        if isinstance(node.value, bool):
+            return Node("bool", text=str(node.value), span=self.span(node))
+        kind = {complex: "complex numbers", str: "strings", bytes: "bytes"}.get(type(node.value), "this constant")
+        raise self.fail(f"{kind} are not allowed in an expression", node)
+
+    def name(self, node: ast.Name) -> Node:
+        name = node.id
+        if name in self.variables:
+            return Node("var", text=name, span=self.span(node))
+        if name in CONSTANTS:
+            return Node("const", text=CONSTANTS[name], span=self.span(node))
+        if canonical_function(name):
+            raise self.fail(
+                f"'{name}' is a function: call it as {name}(...), or list it in --vars to use it as a variable", node
+            )
+        if name in ("True", "False", "None"):
+            raise self.fail(f"'{name}' is not a number", node)
+        return Node("var", text=name, span=self.span(node))
+
+    def call(self, node: ast.Call) -> Node:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("only named functions can be called", node.func)
+        given = node.func.id
+        name = canonical_function(given)
+        if name is None:
+            hint = suggest(given)
+            if given in self.variables or hint is None:
+                product = given in self.variables or len(given) <= 2
+                detail = f"; to multiply, write {given}*(...)" if product else ""
+                raise self.fail(f"'{given}' is not a known function{detail}", node.func)
+            raise self.fail(f"unknown function '{given}' (did you mean '{hint}'?)", node.func)
+        if node.keywords:
+            raise self.fail(f"{given}() takes no keyword arguments", node.keywords[0].value)
+        if not FUNCTIONS[name].accepts(len(node.args)):
+            raise self.fail(f"{given}() takes {FUNCTIONS[name].describe()}, got {len(node.args)}", node)
+        if name == "Piecewise":
+            return self.piecewise(node)
+        return Node(name, tuple(self.real(arg) for arg in node.args), span=self.span(node))
+
+    def piecewise(self, node: ast.Call) -> Node:
+        args: list[Node] = []
+        for pair in node.args:
+            if not (isinstance(pair, ast.Tuple) and len(pair.elts) == 2):
+                raise self.fail("Piecewise takes (value, condition) pairs", pair)
+            args += [self.real(pair.elts[0]), self.condition(pair.elts[1])]
+        return Node("Piecewise", tuple(args), span=self.span(node))
+
+    def compare(self, node: ast.Compare) -> Node:
+        parts: list[Node] = []
+        left = self.real(node.left)
+        for op, right_ast in zip(node.ops, node.comparators):
+            if type(op) not in _COMPARE:
+                raise self.fail("only <, <=, >, >=, == and != compare numbers", node)
+            right = self.real(right_ast)
+            parts.append(Node(_COMPARE[type(op)], (left, right), span=self.span(node)))
+            left = right
+        result = parts[0]
+        for part in parts[1:]:  # a < b < c means a < b and b < c
+            result = Node("And", (result, part), span=self.span(node))
+        return result
+
+    def build(self, node: ast.AST) -> Node:
+        if isinstance(node, ast.Constant):
+            return self.number(node)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            op = _BINARY[type(node.op)]
+            return Node(op, (self.real(node.left), self.real(node.right)), span=self.span(node))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return Node("Neg", (self.real(node.operand),), span=self.span(node))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+            return self.real(node.operand)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return Node("Not", (self.condition(node.operand),), span=self.span(node))
+        if isinstance(node, ast.BoolOp):
+            op = "And" if isinstance(node.op, ast.And) else "Or"
+            result = self.condition(node.values[0])
+            for value in node.values[1:]:
+                result = Node(op, (result, self.condition(value)), span=self.span(node))
+            return result
+        if isinstance(node, ast.Compare):
+            return self.compare(node)
+        if isinstance(node, ast.IfExp):
+            args = (self.real(node.body), self.condition(node.test), self.real(node.orelse))
+            return Node("If", args, span=self.span(node))
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if isinstance(node, ast.Tuple):
+            raise self.fail("a tuple is only allowed as a (value, condition) pair inside Piecewise", node)
+        if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+            raise self.fail("this operator is not allowed; use + - * / ** ^ %", node)
+        raise self.fail(f"{_DESCRIBE.get(type(node), type(node).__name__)} not allowed in an expression", node)
+
+    def real(self, node: ast.AST) -> Node:
+        built = self.build(node)
+        if built.is_condition:
+            raise self.fail("expected a number here, not a condition", node)
+        return built
+
+    def condition(self, node: ast.AST) -> Node:
+        built = self.build(node)
+        if not built.is_condition:
+            raise self.fail("expected a condition here (a comparison, and/or/not, True or False)", node)
+        return built
+
+
+def parse_expression(source: str, variables: frozenset[str] | set[str] = frozenset()) -> Node:
+    """Parse one real-valued expression.
+
+    ``variables`` are names that must be read as variables even where the
+    language has another meaning for them (``E``, ``pi``, ``gamma`` ...).
+    """
+    source = source.strip()
+    if not source:
+        raise ParseError("the expression is empty", source, 0)
+    _check_one_line(source)
+    rewritten = _rewrite(source)
+    try:
+        tree = ast.parse(rewritten.text, mode="eval")
+    except SyntaxError as exc:
+        raise _syntax_error(exc, source, rewritten.columns) from None
+    except (RecursionError, MemoryError):
+        raise ParseError("the expression is nested too deeply", source, 0) from None
+    builder = _Builder(source, rewritten, frozenset(variables))
+    try:
+        return builder.real(tree.body)
+    except RecursionError:
+        raise ParseError("the expression is nested too deeply", source, 0) from None
+
+
+def parse_assignments(source: str) -> list[tuple[str | None, str, int]]:
+    """Split ``x=1,y=pi/4`` (or positional ``1,2``) into (name, value text, column).
+
+    Commas inside parentheses belong to the value (``y=atan2(1,2)``). The
+    values are parsed later, by :func:`parse_expression`, so they may be any
+    constant expression.
+    """
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(source + ","):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "," and depth <= 0:
+            items.append((source[start:i], start))
+            start = i + 1
+    result: list[tuple[str | None, str, int]] = []
+    for text, column in items:
+        name, sep, value = text.partition("=")
+        if not sep:
+            name, value = None, text
+        elif value.startswith("=") or not name.strip().isidentifier():
+            raise ParseError("expected name=value", source, column, column + len(text))
+        else:
+            name = name.strip()
+        if not value.strip():
+            raise ParseError("missing value", source, column, column + max(len(text), 1))
+        result.append((name, value, column + (len(text) - len(value))))
+    return result

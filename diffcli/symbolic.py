@@ -1,0 +1,224 @@
+"""The symbolic reference: SymPy derivatives, evaluated to 30+ digits.
+
+This is the truth that autodiff is checked against. SymPy objects are built
+directly from the checked tree (never from text), derivatives come from
+``sympy.diff`` (never ``simplify``, which can hang), and values are computed
+by substituting the exact binary value of each float coordinate and
+evaluating with mpmath at :data:`DIGITS` significant digits, then rounding.
+
+SymPy leaves the derivatives of floor, ceiling and Mod unevaluated; the
+subclasses below give them the distributional derivative that autodiff
+approximates: zero away from the jumps and undefined on them.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from functools import reduce
+
+import sympy as sp
+
+from diffcli.expr import Node
+
+#: Significant digits of the reference evaluation (float64 has ~16).
+DIGITS = 30
+
+
+class DiracComb(sp.Function):
+    """The derivative of floor(u): 0 where u is not an integer, undefined where it is.
+
+    ``DiracComb(u, k)`` is its k-th derivative, with the same support.
+    """
+
+    nargs = (1, 2)
+
+    @classmethod
+    def eval(cls, u, k=None):
+        if u.is_number:
+            offset = (u - sp.floor(u)).is_zero
+            if offset is False:
+                return sp.S.Zero
+        return None
+
+    def fdiff(self, argindex=1):
+        order = self.args[1] + 1 if len(self.args) > 1 else sp.S.One
+        return DiracComb(self.args[0], order)
+
+
+class floor(sp.floor):  # noqa: N801 - keeps SymPy's name in printed formulas
+    def fdiff(self, argindex=1):
+        return DiracComb(self.args[0])
+
+
+class ceiling(sp.ceiling):  # noqa: N801
+    def fdiff(self, argindex=1):
+        return DiracComb(self.args[0])
+
+
+class Mod(sp.Mod):
+    """Mod(a, m) = a - m*floor(a/m), differentiated away from its jumps."""
+
+    def fdiff(self, argindex=1):
+        a, m = self.args
+        if argindex == 1:
+            return 1 - DiracComb(a / m)
+        return -floor(a / m) + (a / m) * DiracComb(a / m)
+
+
+def _log(x, base=None):
+    return sp.log(x) if base is None else sp.log(x, base)
+
+
+def _piecewise(*args):
+    return sp.Piecewise(*zip(args[::2], args[1::2]))
+
+
+#: Canonical name -> SymPy constructor. Notes beside entries where SymPy's
+#: semantics need care; see also the torch table in diffcli.torch_compile.
+SYMPY: dict[str, Callable[..., sp.Basic]] = {
+    "Add": operator.add,
+    "Sub": operator.sub,
+    "Mul": operator.mul,
+    "Div": operator.truediv,  # Integer/Integer stays an exact Rational
+    "Pow": operator.pow,
+    "Neg": operator.neg,
+    "sin": sp.sin,
+    "cos": sp.cos,
+    "tan": sp.tan,
+    "sec": sp.sec,
+    "csc": sp.csc,
+    "cot": sp.cot,
+    "asin": sp.asin,
+    "acos": sp.acos,
+    "atan": sp.atan,
+    "atan2": sp.atan2,
+    "sinh": sp.sinh,
+    "cosh": sp.cosh,
+    "tanh": sp.tanh,
+    "asinh": sp.asinh,
+    "acosh": sp.acosh,
+    "atanh": sp.atanh,
+    "exp": sp.exp,
+    "log": _log,
+    "sqrt": sp.sqrt,
+    "cbrt": lambda x: sp.real_root(x, 3),  # sp.cbrt is the principal (complex) root
+    "root": sp.root,  # principal root: undefined for x < 0
+    "Abs": sp.Abs,
+    "sign": sp.sign,
+    "floor": floor,
+    "ceiling": ceiling,
+    "Min": sp.Min,
+    "Max": sp.Max,  # derivative Heaviside(x - y): 1/2 at a tie, as torch
+    "erf": sp.erf,
+    "erfc": sp.erfc,
+    "gamma": sp.gamma,
+    "loggamma": sp.loggamma,  # complex for most x < 0, so undefined there
+    "sinc": sp.sinc,  # sin(x)/x; its derivative formula is 0/0 at x = 0 (undefined)
+    "Heaviside": sp.Heaviside,  # H(0) = 1/2 unless given; derivative DiracDelta
+    "Mod": Mod,
+    "Lt": sp.Lt,
+    "Le": sp.Le,
+    "Gt": sp.Gt,
+    "Ge": sp.Ge,
+    "Eq": sp.Eq,
+    "Ne": sp.Ne,
+    "And": sp.And,
+    "Or": sp.Or,
+    "Not": sp.Not,
+    "If": lambda value, cond, other: sp.Piecewise((value, cond), (other, True)),
+    "Piecewise": _piecewise,
+}
+
+_CONSTANTS = {"pi": sp.pi, "E": sp.E}
+
+
+def symbols_for(names: Sequence[str]) -> dict[str, sp.Symbol]:
+    """Real symbols, made directly so that no name clashes with SymPy's (I, E, S, N...)."""
+    return {name: sp.Symbol(name, real=True) for name in names}
+
+
+def number(text: str) -> sp.Rational:
+    """A literal's exact value: 0.1 is 1/10, not the nearest double."""
+    return sp.Integer(text) if text.isdigit() else sp.Rational(text)
+
+
+def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol]) -> sp.Basic:
+    """The SymPy expression (SymPy's evaluated, canonical form) for a tree."""
+    memo: dict[Node, sp.Basic] = {}
+
+    def build(n: Node) -> sp.Basic:
+        if n in memo:
+            return memo[n]
+        if n.op == "num":
+            result = number(n.text)
+        elif n.op == "var":
+            result = symbols[n.text]
+        elif n.op == "const":
+            result = _CONSTANTS[n.text]
+        elif n.op == "bool":
+            result = sp.true if n.text == "True" else sp.false
+        else:
+            result = SYMPY[n.op](*(build(a) for a in n.args))
+        memo[n] = result
+        return result
+
+    return build(node)
+
+
+def gradient(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> list[sp.Expr]:
+    return [sp.diff(expr, s) for s in symbols]
+
+
+def hessian(grad: Sequence[sp.Expr], symbols: Sequence[sp.Symbol]) -> list[list[sp.Expr]]:
+    """Second derivatives from the gradient's formulas, each pair derived once."""
+    n = len(symbols)
+    rows: list[list[sp.Expr]] = [[sp.S.Zero] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i, n):
+            rows[i][j] = rows[j][i] = sp.diff(grad[i], symbols[j])
+    return rows
+
+
+def directional(grad: Sequence[sp.Expr], tangent: Sequence[float]) -> sp.Expr:
+    """grad . tangent, with the tangent's exact binary values."""
+    return reduce(operator.add, (g * sp.Rational(t) for g, t in zip(grad, tangent) if t != 0), sp.S.Zero)
+
+
+def evaluate(expr: sp.Basic, point: Mapping[sp.Symbol, float]) -> float:
+    """The value at a point, correct to ~DIGITS digits, rounded to a float.
+
+    Returns NaN where the value is not a real number (complex, 0/0, a jump,
+    an unevaluated derivative) and +-inf where it is a signed infinity.
+    """
+    exact = expr.xreplace({s: sp.Rational(v) for s, v in point.items()})
+    return _as_float(exact)
+
+
+def _as_float(value: sp.Basic) -> float:
+    if value in (sp.oo, sp.S.Infinity):
+        return math.inf
+    if value == sp.S.NegativeInfinity:
+        return -math.inf
+    if not isinstance(value, sp.Expr) or value.has(sp.zoo, sp.nan) or not value.is_number:
+        return math.nan
+    try:
+        approx = value.evalf(DIGITS)
+        if approx.is_real is False or not approx.is_Number:
+            real, imag = approx.as_real_imag()
+            if imag != 0 or not real.is_Number:
+                return math.nan
+            approx = real
+        return float(approx)
+    except (TypeError, ValueError, ArithmeticError):
+        return math.nan
+
+
+def constant_value(node: Node) -> float:
+    """A constant expression (a point coordinate such as pi/4) as the nearest float."""
+    return _as_float(to_sympy(node, {}))
+
+
+def formula_text(expr: sp.Basic) -> str:
+    return str(expr)
