@@ -31,4 +31,9 @@ class ParseError(DiffcliError):
 
     def render(self) -> str:
         carets = " " * self.start + "^" * (self.end - self.start)
-        return f"{self.message} (column {self.start + 1})\n  {self.source}\n  {carets}"
+        return f"{self.message} (column {self.start + 1})\n  {_visible(self.source)}\n  {carets}"
+
+
+def _visible(text: str) -> str:
+    """Control characters as their one-column Unicode pictures, so carets stay aligned."""
+    return "".join(chr(0x2400 + ord(c)) if ord(c) < 0x20 else c for c in text)

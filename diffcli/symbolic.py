@@ -57,6 +57,35 @@ class ceiling(sp.ceiling):  # noqa: N801
         return DiracComb(self.args[0])
 
 
+class Abs(sp.Abs):
+    """|u| for real u, even where SymPy cannot prove u real (log(2 + cos(x)))."""
+
+    def _eval_derivative(self, x):
+        u = self.args[0]
+        return sp.diff(u, x) * sign(u)
+
+
+class sign(sp.sign):  # noqa: N801
+    """sign(u) for real u: derivative 0, undefined at 0 (a Dirac delta)."""
+
+    def _eval_derivative(self, x):
+        u = self.args[0]
+        return 2 * sp.diff(u, x) * sp.DiracDelta(u)
+
+
+class cbrt(sp.Function):  # noqa: N801
+    """The real cube root (SymPy's cbrt is the principal, complex one for u < 0)."""
+
+    @classmethod
+    def eval(cls, u):
+        if u.is_number and u.is_extended_real is not False:
+            return sign(u) * Abs(u) ** sp.Rational(1, 3)
+        return None
+
+    def fdiff(self, argindex=1):
+        return 1 / (3 * cbrt(self.args[0]) ** 2)
+
+
 class Mod(sp.Mod):
     """Mod(a, m) = a - m*floor(a/m), differentiated away from its jumps."""
 
@@ -103,10 +132,10 @@ SYMPY: dict[str, Callable[..., sp.Basic]] = {
     "exp": sp.exp,
     "log": _log,
     "sqrt": sp.sqrt,
-    "cbrt": lambda x: sp.real_root(x, 3),  # sp.cbrt is the principal (complex) root
+    "cbrt": cbrt,  # real; sp.cbrt is the principal (complex) root
     "root": sp.root,  # principal root: undefined for x < 0
-    "Abs": sp.Abs,
-    "sign": sp.sign,
+    "Abs": Abs,  # real-only derivative: sign(u) u'
+    "sign": sign,  # derivative 2*DiracDelta(u) u'
     "floor": floor,
     "ceiling": ceiling,
     "Min": sp.Min,
@@ -192,7 +221,11 @@ def evaluate(expr: sp.Basic, point: Mapping[sp.Symbol, float]) -> float:
     Returns NaN where the value is not a real number (complex, 0/0, a jump,
     an unevaluated derivative) and +-inf where it is a signed infinity.
     """
-    exact = expr.xreplace({s: sp.Rational(v) for s, v in point.items()})
+    try:
+        exact = expr.xreplace({s: sp.Rational(v) for s, v in point.items()})
+    except (TypeError, ValueError, ArithmeticError):
+        # e.g. a derivative SymPy left unevaluated, now taken "with respect to 0"
+        return math.nan
     return _as_float(exact)
 
 

@@ -1,0 +1,190 @@
+"""The library pipeline: points, variables, statuses, and the seed examples."""
+
+import math
+
+import numpy as np
+import pytest
+
+from diffcli.check import check, prepare
+from diffcli.errors import DiffcliError
+
+
+def only(report):
+    assert len(report.results) == 1
+    return report.results[0]
+
+
+# -- the seed article's examples, corrected ----------------------------------
+
+
+def test_square_gradient_value_hessian_and_jvp():
+    grad = only(check("grad", "x*x", ["x=2.0"]))
+    assert grad.value == 4.0 and grad.autodiff.tolist() == [4.0] and grad.reference.tolist() == [4.0]
+    assert only(check("value", "x*x", ["x=2.0"])).autodiff == 4.0
+    assert only(check("hessian", "x*x", ["x=2.0"])).autodiff.tolist() == [[2.0]]
+    jvp = only(check("jvp", "x*x", ["x=2.0"], tangent="1"))
+    assert (jvp.value, float(jvp.autodiff)) == (4.0, 4.0)
+
+
+def test_several_points_in_one_batched_call():
+    report = check("grad", "x*x", ["x=1", "x=2", "x=-3.5"])
+    assert [r.autodiff.tolist() for r in report.results] == [[2.0], [4.0], [-7.0]]
+    assert [r.value for r in report.results] == [1.0, 4.0, 12.25]
+    assert report.ok
+
+
+def test_square_if_even():
+    report = check("grad", "x**2 if Mod(x, 2) == 0 else x", ["x=2", "x=3", "x=-4"])
+    assert [r.value for r in report.results] == [4.0, 3.0, 16.0]
+    assert [r.autodiff.tolist() for r in report.results] == [[4.0], [1.0], [-8.0]]
+    assert [r.status for r in report.results] == ["ok", "ok", "ok"]
+
+
+# -- statuses at awkward points ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "expr", "at", "status", "autodiff"),
+    [
+        ("grad", "sqrt(x)", "x=0", "undefined", [math.inf]),
+        ("grad", "x*sqrt(x)", "x=0", "mismatch", [math.nan]),
+        ("grad", "Abs(x)", "x=0", "ok", [0.0]),
+        ("grad", "Piecewise((sqrt(x), x > 0), (0, True))", "x=-1", "ok", [0.0]),
+        ("grad", "Piecewise((sqrt(x), x > 0), (0, True))", "x=0", "ok", [0.0]),
+        ("grad", "Piecewise((log(x), x > 0), (0, True))", "x=-1", "ok", [0.0]),
+        ("grad", "sqrt(x) if x > 0 else 0", "x=0", "ok", [0.0]),
+        ("hessian", "Piecewise((sqrt(x), x > 0), (0, True))", "x=-1", "ok", [[0.0]]),
+        ("value", "log(x)", "x=-1", "undefined", math.nan),
+        ("value", "1/x", "x=0", "undefined", math.inf),
+        ("grad", "log(x)", "x=-1", "undefined", [-1.0]),
+        ("grad", "floor(x) + x**2", "x=1.5", "ok", [3.0]),
+        ("grad", "floor(x) + x**2", "x=2", "undefined", [4.0]),
+        ("grad", "Mod(x, 2)", "x=2", "undefined", [1.0]),
+        ("grad", "Heaviside(x)", "x=0", "undefined", [0.0]),
+        ("grad", "sign(x)", "x=3", "ok", [0.0]),
+        ("grad", "Max(x, 1)", "x=1", "ok", [0.5]),
+    ],
+)
+def test_statuses(command, expr, at, status, autodiff):
+    result = only(check(command, expr, [at]))
+    assert result.status == status
+    np.testing.assert_array_equal(result.autodiff, autodiff)
+
+
+def test_power_at_zero_is_undefined_not_a_crash():
+    result = only(check("grad", "x**y", ["x=0,y=1"]))
+    assert result.status == "undefined"
+    assert result.verdict.abs_err is None
+
+
+def test_mismatch_sets_ok_false_and_exit_code_1():
+    report = check("grad", "x*sqrt(x)", ["x=0", "x=1"])
+    assert [r.status for r in report.results] == ["mismatch", "ok"]
+    assert not report.ok and report.exit_code == 1
+    assert report.results[0].verdict.abs_err == math.inf
+
+
+def test_undefined_alone_exits_0():
+    report = check("grad", "sqrt(x)", ["x=0"])
+    assert report.ok and report.exit_code == 0
+
+
+# -- variables and points --------------------------------------------------------
+
+
+def test_default_variables_are_sorted_and_vars_sets_the_order():
+    assert check("grad", "y*x**2", ["x=1,y=2"]).variables == ("x", "y")
+    report = check("grad", "y*x**2", ["x=1,y=2"], variables="y,x")
+    assert report.variables == ("y", "x")
+    assert only(report).autodiff.tolist() == [1.0, 4.0]
+
+
+def test_vars_turns_constants_and_functions_into_variables():
+    result = only(check("grad", "E*x + gamma**2 + I", ["E=2,x=3,gamma=5,I=1"], variables="E,x,gamma,I"))
+    assert result.autodiff.tolist() == [3.0, 2.0, 10.0, 1.0]
+    assert result.value == 2 * 3 + 25 + 1
+
+
+def test_extra_variable_has_zero_gradient():
+    assert only(check("grad", "x**2", ["x=1,y=5"], variables="x,y")).autodiff.tolist() == [2.0, 0.0]
+
+
+def test_point_values_are_constant_expressions():
+    result = only(check("value", "x + y + z", ["x=pi/4,y=-1e-3,z=sqrt(2)"]))
+    assert result.point == {"x": math.pi / 4, "y": -1e-3, "z": math.sqrt(2)}
+
+
+def test_positional_points_follow_variable_order():
+    assert only(check("value", "x - y", ["1,3"])).value == -2.0
+
+
+def test_constant_expression_needs_no_point():
+    result = only(check("grad", "2 + pi"))
+    assert result.value == 2 + math.pi and result.autodiff.shape == (0,)
+
+
+def test_float32_rounds_points_and_scales_tolerances():
+    report = check("grad", "sin(x)", ["x=0.1"], dtype="float32")
+    result = only(report)
+    assert result.point["x"] == float(np.float32(0.1))
+    assert report.tolerance.rtol == 1e-4 and report.tolerance.atol == 1e-6
+    assert result.status == "ok"
+    assert result.reference[0] == pytest.approx(math.cos(float(np.float32(0.1))), rel=1e-15)
+
+
+def test_explicit_tolerances_override_defaults():
+    report = check("value", "x", ["x=1"], rtol=0.5)
+    assert (report.tolerance.rtol, report.tolerance.atol) == (0.5, 1e-12)
+
+
+def test_jvp_tangent_default_is_all_ones():
+    result = only(check("jvp", "x*y", ["x=2,y=3"]))
+    assert float(result.autodiff) == 5.0 and float(result.reference) == 5.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"at": ["x=1"]}, "no value for 'y'"),
+        ({"at": ["x=1,y=2,x=3"]}, "'x' is given twice"),
+        ({"at": ["x=1,yy=2"]}, "unknown variable 'yy' (did you mean 'y'?)"),
+        ({"at": ["x=1,z=2"]}, "unknown variable 'z' (variables: x, y)"),
+        ({"at": []}, "give a point with --at"),
+        ({"at": ["1"]}, "1 value for 2 variables"),
+        ({"at": ["x=1,2"]}, "every value by name, or none"),
+        ({"at": ["x=1,y=q"]}, "must be a constant, but uses the name 'q'"),
+        ({"at": ["x=1,y=log(0)"]}, "not a finite real number"),
+        ({"at": ["x=1,y=sqrt(-1)"]}, "not a finite real number"),
+        ({"at": ["x=1,y=sinn(2)"]}, "did you mean 'sin'"),
+        ({"at": ["x=1,y=2"], "variables": "x"}, "uses 'y', which --vars does not list"),
+        ({"at": ["x=1,y=2"], "variables": "x,x,y"}, "'x' is listed twice"),
+        ({"at": ["x=1,y=2"], "variables": "x,1y"}, "not a valid variable name"),
+        ({"at": ["x=1,y=2"], "tangent": "1,0"}, "--tangent only applies to jvp"),
+        ({"at": ["x=1,y=2"], "dtype": "float16"}, "--dtype must be one of"),
+        ({"at": ["x=1,y=2"], "rtol": -1.0}, "--rtol must be a number >= 0"),
+    ],
+)
+def test_bad_input_is_a_diffcli_error(kwargs, message):
+    with pytest.raises(DiffcliError) as info:
+        prepare("grad", "x*y", **kwargs)
+    assert message in info.value.render()
+
+
+def test_point_value_errors_point_into_the_whole_spec():
+    with pytest.raises(DiffcliError) as info:
+        prepare("grad", "x*y", ["x=1,y=sinn(2)"])
+    assert info.value.start == 6
+
+
+def test_unavailable_cuda_is_a_clear_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(DiffcliError, match="CUDA is not available"):
+        check("grad", "x", ["x=1"], device="cuda")
+
+
+def test_unknown_device_is_an_error():
+    with pytest.raises(DiffcliError, match="unknown device"):
+        check("grad", "x", ["x=1"], device="tpu")

@@ -1,0 +1,243 @@
+"""The command line, through click's CliRunner and real subprocesses."""
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from diffcli import __version__
+from diffcli.cli import cli
+
+EXPR = "x^2 sin(y)"
+AT = ["--at", "x=1,y=2"]
+
+
+def run(*args, input=None, env=None):
+    return CliRunner().invoke(cli, list(args), input=input, env=env)
+
+
+def strict_json(text):
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+# -- every command, every format ---------------------------------------------
+
+
+def test_json_contract_for_grad():
+    result = run("grad", EXPR, *AT, "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = strict_json(result.output)
+    assert doc["command"] == "grad"
+    assert doc["expression"] == "x**2*sin(y)"
+    assert doc["variables"] == ["x", "y"]
+    assert doc["symbolic"] == ["2*x*sin(y)", "x**2*cos(y)"]
+    assert doc["ok"] is True
+    (r,) = doc["results"]
+    assert r["point"] == {"x": 1.0, "y": 2.0}
+    assert r["value"] == math.sin(2.0)
+    assert r["autodiff"] == [2 * math.sin(2.0), math.cos(2.0)]
+    assert r["reference"] == [2 * math.sin(2.0), math.cos(2.0)]
+    assert (r["abs_err"], r["rel_err"], r["status"]) == (0.0, 0.0, "ok")
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "autodiff", "symbolic"),
+    [
+        ("value", [], math.sin(2.0), "x**2*sin(y)"),
+        (
+            "hessian",
+            [],
+            [[2 * math.sin(2.0), 2 * math.cos(2.0)], [2 * math.cos(2.0), -math.sin(2.0)]],
+            [["2*sin(y)", "2*x*cos(y)"], ["2*x*cos(y)", "-x**2*sin(y)"]],
+        ),
+        ("jvp", ["--tangent", "x=1,y=0"], 2 * math.sin(2.0), "2*x*sin(y)"),
+        ("jvp", ["--tangent", "0,1"], math.cos(2.0), "x**2*cos(y)"),
+    ],
+)
+def test_json_shapes_per_command(command, extra, autodiff, symbolic):
+    result = run(command, EXPR, *AT, *extra, "-f", "json")
+    assert result.exit_code == 0, result.output
+    doc = strict_json(result.output)
+    r = doc["results"][0]
+    assert (
+        r["autodiff"] == pytest.approx(autodiff, rel=1e-15)
+        if command != "hessian"
+        else r["autodiff"] == [pytest.approx(row, rel=1e-15) for row in autodiff]
+    )
+    assert doc["symbolic"] == symbolic
+    assert r["value"] == pytest.approx(math.sin(2.0), rel=1e-15)
+
+
+def test_json_writes_non_finite_numbers_as_strings():
+    result = run("grad", "x*sqrt(x)", "--at", "x=0", "-f", "json")
+    assert result.exit_code == 1
+    doc = strict_json(result.output)
+    r = doc["results"][0]
+    assert r["autodiff"] == ["NaN"] and r["reference"] == [0.0]
+    assert r["abs_err"] == "Infinity" and r["status"] == "mismatch" and doc["ok"] is False
+    undefined = strict_json(run("grad", "sqrt(x)", "--at", "x=0", "-f", "json").output)["results"][0]
+    assert undefined["autodiff"] == ["Infinity"] and undefined["abs_err"] is None
+
+
+def test_plain_is_one_tab_separated_line_per_point():
+    result = run("grad", EXPR, "--at", "x=1,y=2", "--at", "x=0,y=0", "-f", "plain")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert len(lines) == 2
+    fields = lines[0].split("\t")
+    assert fields[0] == "x=1.0,y=2.0"
+    assert float(fields[1]) == math.sin(2.0)
+    assert [float(v) for v in fields[2].split(",")] == [2 * math.sin(2.0), math.cos(2.0)]
+    assert fields[-1] == "ok" and len(fields) == 7
+    assert lines[1].split("\t")[2] == "0.0,0.0"
+
+
+def test_plain_is_the_default_when_piped():
+    assert run("value", "x+1", "--at", "x=1").output == "x=1.0\t2.0\t2.0\t2.0\t0.0\t0.0\tok\n"
+
+
+def test_plain_hessian_rows_separated_by_semicolons():
+    line = run("hessian", "x*y", "--at", "x=1,y=2", "-f", "plain").output
+    assert line.split("\t")[2] == "0.0,1.0;1.0,0.0"
+
+
+def test_csv_has_a_column_per_element():
+    result = run("hessian", "x*y", "--at", "x=1,y=2", "--at", "x=3,y=4", "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert len(rows) == 2
+    assert rows[0]["at[x]"] == "1.0" and rows[1]["at[y]"] == "4.0"
+    assert rows[0]["autodiff[x,y]"] == "1.0" and rows[0]["reference[y,x]"] == "1.0"
+    assert rows[0]["autodiff[x,x]"] == "0.0" and rows[0]["status"] == "ok"
+    assert rows[1]["value"] == "12.0"
+
+
+def test_table_shows_each_quantity_side_by_side_within_80_columns():
+    result = run("hessian", "x^2 sin(y) + exp(x*y)/(1+y^2)", *AT, "-f", "table")
+    assert result.exit_code == 0
+    out = result.output
+    for needle in ("Hessian of", "autodiff", "symbolic", "reference", "∂²f/∂x∂y", "2*sin(y)", "ok"):
+        assert needle in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "\x1b[" not in out
+
+
+def test_table_colours_honour_no_color():
+    coloured = run("grad", "x*sqrt(x)", "--at", "x=0", "-f", "table", env={"FORCE_COLOR": "1"})
+    assert "\x1b[1;31mmismatch" in coloured.output
+    plain = run("grad", "x*sqrt(x)", "--at", "x=0", "-f", "table", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert "\x1b[31m" not in plain.output and "\x1b[1;31m" not in plain.output and "mismatch" in plain.output
+
+
+# -- input ----------------------------------------------------------------------
+
+
+def test_expression_from_stdin():
+    result = run("grad", "-", "--at", "x=3", "-f", "json", input="x^2\n")
+    assert strict_json(result.output)["results"][0]["autodiff"] == [6.0]
+
+
+def test_empty_stdin_is_an_error():
+    result = run("grad", "-", "--at", "x=3", input="")
+    assert result.exit_code == 2 and "no expression" in result.output
+
+
+# -- exit statuses -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["grad", "x^2", "--at", "x=1"], 0),
+        (["grad", "sqrt(x)", "--at", "x=0"], 0),
+        (["grad", "x*sqrt(x)", "--at", "x=0"], 1),
+        (["grad", "x*sqrt(x)", "--at", "x=1", "--at", "x=0"], 1),
+        (["grad", "sinn(x)", "--at", "x=0"], 2),
+        (["grad", "x", "--at", "y=0"], 2),
+        (["grad", "x"], 2),
+        (["grad", "x", "--at", "x=1", "--dtype", "float16"], 2),
+        (["frobnicate", "x"], 2),
+        (["grad", "x", "--at", "x=1", "--device", "cuda:99"], 2),
+    ],
+)
+def test_exit_statuses(args, code):
+    assert run(*args).exit_code == code
+
+
+def test_parse_errors_show_a_caret_and_no_traceback():
+    result = run("grad", "x + sinn(x)", "--at", "x=1")
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert lines[0] == "Error: unknown function 'sinn' (did you mean 'sin'?) (column 5)"
+    assert lines[1] == "  x + sinn(x)"
+    assert lines[2] == "      ^^^^"
+    assert "Traceback" not in result.output
+
+
+def test_missing_value_names_the_variable():
+    result = run("grad", "x*y", "--at", "x=1")
+    assert result.exit_code == 2 and "no value for 'y'" in result.output
+
+
+def test_internal_errors_are_exit_3_without_traceback(monkeypatch):
+    import diffcli.check
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(diffcli.check, "check", broken)
+    result = run("grad", "x", "--at", "x=1")
+    assert result.exit_code == 3
+    assert "internal error: RuntimeError: boom" in result.output and "Traceback" not in result.output
+
+
+# -- help, version, start-up ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [
+        ("value", 'diffcli value "sqrt(x^2 + y^2)" --at x=3,y=4'),
+        ("grad", 'diffcli grad "x^2 sin(y)" --at x=1,y=2'),
+        ("hessian", 'diffcli hessian "x^3 y + exp(y)" --at x=1,y=0'),
+        ("jvp", 'diffcli jvp "x^2 sin(y)" --at x=1,y=2 --tangent x=1,y=0'),
+    ],
+)
+def test_each_help_shows_a_working_example(command, example):
+    help_text = run(command, "--help").output
+    assert example in help_text
+    assert "Exit status: 0 no mismatch, 1 at least one mismatch, 2 invalid input." in help_text
+    args = example.split(" ", 2)[2]
+    expr, rest = args[1:].split('" ', 1)
+    assert run(command, expr, *rest.split()).exit_code == 0
+
+
+def test_version():
+    assert run("--version").output.strip() == f"diffcli, version {__version__}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["grad", "--help"], ["jvp", "--help"]])
+def test_help_imports_neither_torch_nor_sympy(args):
+    code = (
+        "import sys\n"
+        "from diffcli.cli import cli\n"
+        f"try:\n    cli({args!r}, prog_name='diffcli')\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'sympy', 'numpy', 'rich') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run(
+        [sys.executable, "-m", "diffcli", "grad", "x^2", "--at", "x=3"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.split("\t")[2] == "6.0"

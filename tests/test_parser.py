@@ -1,0 +1,132 @@
+"""The safe parser: calculator habits, the allowlist, and errors that point."""
+
+import pytest
+
+from diffcli.errors import ParseError
+from diffcli.parser import parse_assignments, parse_expression
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("x^2 sin(y)", "x**2*sin(y)"),
+        ("2x", "2*x"),
+        ("2 x", "2*x"),
+        ("3(x+1)", "3*(x + 1)"),
+        ("(x+1)(x-1)", "(x + 1)*(x - 1)"),
+        ("(x+1)y", "(x + 1)*y"),
+        ("xy", "xy"),
+        ("2.5xy", "2.5*xy"),
+        ("1e-3x", "1e-3*x"),
+        ("2sin(x)", "2*sin(x)"),
+        ("2pi", "2*pi"),
+        ("x^y^z", "x**(y**z)"),
+        ("(x^y)^z", "(x**y)**z"),
+        ("-x^2", "-x**2"),
+        ("(-x)^2", "(-x)**2"),
+        ("x - (y - z)", "x - (y - z)"),
+        ("x/(y*z)", "x/(y*z)"),
+        ("x**-1", "x**(-1)"),
+        ("+x", "x"),
+        ("x % 3", "Mod(x, 3)"),
+        ("arcsin(x) + ln(y) + abs(x)", "asin(x) + log(y) + Abs(x)"),
+        ("min(x, y) + max(x, 1)", "Min(x, y) + Max(x, 1)"),
+        ("e^x + E", "E**x + E"),
+        ("x**2 if Mod(x, 2) == 0 else x", "x**2 if Mod(x, 2) == 0 else x"),
+        ("1 if 0 < x < 1 else 0", "1 if 0 < x and x < 1 else 0"),
+        ("1 if x > 0 or not y <= 2 else 0", "1 if x > 0 or not y <= 2 else 0"),
+        ("Piecewise((sqrt(x), x > 0), (0, True))", "Piecewise((sqrt(x), x > 0), (0, True))"),
+        ("0x1f + 1_000", "31 + 1000"),
+        ("  x  ", "x"),
+    ],
+)
+def test_calculator_habits_and_display(typed, shown):
+    assert str(parse_expression(typed)) == shown
+
+
+def test_adjacent_calls_multiply():
+    assert str(parse_expression("sin(x)(y)")) == "sin(x)*y"
+
+
+def test_display_reparses_to_the_same_tree():
+    for text in ["x - (y - z)", "-(x + 1)**2", "(x if y > 0 else 2)*3", "x/(y/z)", "2**-x"]:
+        tree = parse_expression(text)
+        assert parse_expression(str(tree)) == tree
+
+
+def test_variables_are_the_free_names():
+    assert parse_expression("a*sin(b) + pi + e + c(1+d)".replace("c(", "c*(")).variables() == {"a", "b", "c", "d"}
+
+
+def test_listed_names_override_constants_and_functions():
+    tree = parse_expression("E + gamma + pi", {"E", "gamma", "pi"})
+    assert tree.variables() == {"E", "gamma", "pi"}
+    assert parse_expression("gamma(x)*gamma", {"gamma", "x"}).variables() == {"gamma", "x"}
+    assert parse_expression("I + S + N + O + Q + beta + zeta").variables() == {"I", "S", "N", "O", "Q", "beta", "zeta"}
+
+
+@pytest.mark.parametrize(
+    ("typed", "message", "column"),
+    [
+        ("sinn(x)", "unknown function 'sinn' (did you mean 'sin'?)", 0),
+        ("2 + Sin(x)", "did you mean 'sin'", 4),
+        ("x(y+1)", "'x' is not a known function; to multiply, write x*(...)", 0),
+        ("x.real", "attribute access", 0),
+        ("x + __import__('os')", "'__import__' is not a known function", 4),
+        ("(lambda: 1)()", "lambdas", 1),
+        ("x[0]", "subscripts", 0),
+        ("'x'", "strings", 0),
+        ("1j", "complex numbers", 0),
+        ("x; y", "one expression only", 1),
+        ("x\ny", "one expression only", 1),
+        ("(x + 1", "'(' was never closed", 0),
+        ("x + 1)", "unmatched ')'", 5),
+        ("x +", "ends too early", 3),
+        ("x * * y", "syntax error", 4),
+        ("sin(x, y)", "sin() takes 1 argument, got 2", 0),
+        ("atan2(x)", "atan2() takes 2 arguments, got 1", 0),
+        ("sin(x=1)", "no keyword arguments", 6),
+        ("x > 1", "expected a number here, not a condition", 0),
+        ("x if y else 1", "expected a condition", 5),
+        ("Piecewise((x, 1))", "expected a condition", 14),
+        ("Piecewise(x)", "(value, condition) pairs", 10),
+        ("x // 2", "operator is not allowed", 0),
+        ("x @ y", "operator is not allowed", 0),
+        ("sin", "'sin' is a function", 0),
+        ("[x]", "lists", 0),
+        ("", "empty", 0),
+        ("(x := 1)", "assignment", 1),
+        ("x if x else y", "expected a condition", 5),
+    ],
+)
+def test_errors_name_the_problem_and_its_column(typed, message, column):
+    with pytest.raises(ParseError) as info:
+        parse_expression(typed)
+    assert message in info.value.message
+    assert info.value.start == column
+    rendered = info.value.render().splitlines()
+    assert rendered[0].endswith(f"(column {column + 1})")
+    if typed:
+        assert rendered[2].index("^") - 2 == column
+
+
+def test_caret_positions_survive_implicit_multiplication():
+    # "2x" becomes "2*x" internally; the caret must still point into the typed text.
+    with pytest.raises(ParseError) as info:
+        parse_expression("2x + 3y + sinn(x)")
+    assert info.value.start == 10
+
+
+def test_assignments_split_on_top_level_commas():
+    assert parse_assignments("x=1,y=atan2(1,2), z = pi/4") == [
+        ("x", "1", 2),
+        ("y", "atan2(1,2)", 6),
+        ("z", " pi/4", 21),
+    ]
+    assert parse_assignments("1,2") == [(None, "1", 0), (None, "2", 2)]
+
+
+@pytest.mark.parametrize("spec", ["x==1", "1x=2", "x=", "x=1,,y=2"])
+def test_bad_assignments(spec):
+    with pytest.raises(ParseError):
+        parse_assignments(spec)
