@@ -31,7 +31,7 @@ def read_expression(expr: str) -> str:
     """``-`` reads the expression from standard input."""
     if expr != "-":
         return expr
-    text = click.get_text_stream("stdin").read()
+    text = sys.stdin.read()
     if not text.strip():
         raise InputError("no expression on standard input")
     return text.strip()
@@ -45,7 +45,7 @@ def _silence_stdout() -> None:
 
 
 def default_format() -> str:
-    return "table" if click.get_text_stream("stdout").isatty() else "plain"
+    return "table" if sys.stdout.isatty() else "plain"
 
 
 def check_options(fn: Callable) -> Callable:
@@ -106,7 +106,7 @@ def run_check(command: str, expr: str, fmt: str | None, debug: bool, **options) 
         from diffcli.render import write
 
         report = check(command, read_expression(expr), **options)
-        write(report, fmt or default_format(), click.get_text_stream("stdout"))
+        write(report, fmt or default_format(), sys.stdout)
     except DiffcliError as exc:
         raise InputError(exc.render()) from None
     except BrokenPipeError:  # the reader went away (| head): stop quietly

@@ -187,7 +187,7 @@ def _point_table(report: Report, result: PointResult):
 
     where = ", ".join(f"{k}={short_number(v)}" for k, v in result.point.items()) or "(no variables)"
     title = Text.assemble(("at ", "dim"), where, ("  f = ", "dim"), short_number(result.value))
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), expand=False)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), expand=False, show_edge=False)
     table.add_column("", style="bold", no_wrap=True)
     table.add_column("autodiff", justify="right", no_wrap=True)
     table.add_column("symbolic", overflow="fold", ratio=1)
@@ -231,9 +231,11 @@ def write_table(report: Report, out: IO[str]) -> None:
         tangent = ", ".join(f"{v}={short_number(t)}" for v, t in zip(report.variables, report.tangent))
         console.print(Text.assemble(("tangent t: ", "dim"), tangent))
     for result in report.results:
+        console.print()
         console.print(_point_table(report, result))
     status = MISMATCH if not report.ok else (OK if report.counts().get(OK) == len(report.results) else "undefined")
     tol = report.tolerance
+    console.print()
     console.print(
         Text.assemble(
             (summary_text(report), _STYLE[status]), (f"  ({report.dtype}, rtol={tol.rtol:g}, atol={tol.atol:g})", "dim")

@@ -86,6 +86,51 @@ class cbrt(sp.Function):  # noqa: N801
         return 1 / (3 * cbrt(self.args[0]) ** 2)
 
 
+class Step(sp.Function):
+    """The derivative of Max/Min with respect to one argument: 1 where that argument
+    alone is the extremum, 0 where another is, undefined at a tie (a kink; SymPy's
+    own answer there, Heaviside(0) = 1/2, is only a convention)."""
+
+    @classmethod
+    def eval(cls, u):
+        if u.is_extended_positive:
+            return sp.S.One
+        if u.is_extended_negative:
+            return sp.S.Zero
+        if u.is_zero:
+            return sp.nan
+        return None
+
+    def fdiff(self, argindex=1):
+        return sp.DiracDelta(self.args[0])
+
+
+class _Extremum(sp.Function):
+    """Max/Min kept as typed (SymPy's classes cannot be subclassed safely), with
+    values from SymPy's and derivatives through :class:`Step`."""
+
+    sympy_class: type = sp.Max
+
+    @classmethod
+    def eval(cls, *args):
+        result = cls.sympy_class(*args)
+        return None if isinstance(result, cls.sympy_class) else result
+
+    def fdiff(self, argindex=1):
+        args = self.args
+        this, others = args[argindex - 1], args[: argindex - 1] + args[argindex:]
+        rest = others[0] if len(others) == 1 else type(self)(*others)
+        return Step(this - rest if self.sympy_class is sp.Max else rest - this)
+
+
+class Max(_Extremum):
+    sympy_class = sp.Max
+
+
+class Min(_Extremum):
+    sympy_class = sp.Min
+
+
 class Mod(sp.Mod):
     """Mod(a, m) = a - m*floor(a/m), differentiated away from its jumps."""
 
@@ -138,8 +183,8 @@ SYMPY: dict[str, Callable[..., sp.Basic]] = {
     "sign": sign,  # derivative 2*DiracDelta(u) u'
     "floor": floor,
     "ceiling": ceiling,
-    "Min": sp.Min,
-    "Max": sp.Max,  # derivative Heaviside(x - y): 1/2 at a tie, as torch
+    "Min": Min,
+    "Max": Max,  # derivative Heaviside(x - y): undefined at a tie
     "erf": sp.erf,
     "erfc": sp.erfc,
     "gamma": sp.gamma,

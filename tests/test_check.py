@@ -62,7 +62,10 @@ def test_square_if_even():
         ("grad", "Mod(x, 2)", "x=2", "undefined", [1.0]),
         ("grad", "Heaviside(x)", "x=0", "undefined", [0.0]),
         ("grad", "sign(x)", "x=3", "ok", [0.0]),
-        ("grad", "Max(x, 1)", "x=1", "ok", [0.5]),
+        ("grad", "Max(x, 1)", "x=1", "undefined", [0.5]),
+        ("grad", "Max(x, 1)", "x=1.5", "ok", [1.0]),
+        ("grad", "Min(x, y, 3)", "x=1,y=2", "ok", [1.0, 0.0]),
+        ("grad", "Max(x, Max(x, y))", "x=0,y=0", "undefined", [0.75, 0.25]),
     ],
 )
 def test_statuses(command, expr, at, status, autodiff):
