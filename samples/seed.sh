@@ -1,0 +1,24 @@
+#!/bin/sh
+# The seed article's examples, corrected, as one-liners.
+# Run: sh samples/seed.sh   (each line's expected exit status is in its comment)
+
+# The square, x*x at 2.0: gradient 4 and value 4, Hessian 2, JVP (4, 4) with tangent 1.
+diffcli grad "x*x" --at x=2.0                                  # exit 0
+diffcli value "x*x" --at x=2.0                                 # exit 0
+diffcli hessian "x*x" --at x=2.0                               # exit 0
+diffcli jvp "x*x" --at x=2.0 --tangent 1                       # exit 0
+
+# Several points at once, in one batched (vmap) call.
+diffcli grad "x*x" --at x=1 --at x=2 --at x=-3.5               # exit 0
+
+# "Square if even", as a conditional.
+diffcli grad "x**2 if Mod(x, 2) == 0 else x" --at x=2 --at x=3  # exit 0
+
+# Where autodiff is wrong: x*sqrt(x) has derivative 0 at 0, torch says NaN.
+diffcli grad "x*sqrt(x)" --at x=0                              # exit 1
+
+# Where there is no derivative to check: sqrt'(0) is infinite.
+diffcli grad "sqrt(x)" --at x=0                                # exit 0
+
+# The branch not taken contributes nothing.
+diffcli grad "Piecewise((sqrt(x), x > 0), (0, True))" --at x=-1 --at x=0  # exit 0

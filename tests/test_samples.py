@@ -1,0 +1,59 @@
+"""samples/ and the README stay true to the code: their commands run as shown."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from diffcli.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def invoke(command_line):
+    args = shlex.split(command_line)
+    assert args[0] == "diffcli"
+    return CliRunner().invoke(cli, args[1:])
+
+
+def seed_lines():
+    for line in (ROOT / "samples" / "seed.sh").read_text().splitlines():
+        if line.startswith("diffcli "):
+            command, _, expected = line.partition("# exit ")
+            yield pytest.param(command.strip(), int(expected), id=command.strip())
+
+
+@pytest.mark.parametrize(("command", "status"), list(seed_lines()))
+def test_seed_sample_lines(command, status):
+    result = invoke(command)
+    assert result.exit_code == status, result.output
+
+
+def readme_sessions():
+    """($ command, expected output) pairs from the README's console blocks."""
+    text = (ROOT / "README.md").read_text()
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
+        command, output = None, []
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                if command:
+                    yield command, output
+                command, output = line[2:], []
+            else:
+                output.append(line)
+        yield command, output
+
+
+def test_readme_console_examples_are_real_output():
+    sessions = list(readme_sessions())
+    assert len(sessions) >= 4
+    previous = None
+    for command, expected in sessions:
+        if command == "echo $?":
+            assert [str(previous.exit_code)] == expected
+            continue
+        previous = invoke(command)
+        actual = [line.rstrip() for line in previous.output.splitlines()]
+        assert actual == [line.rstrip() for line in expected], command
