@@ -1,8 +1,10 @@
 """The torch side: value, gradient, Hessian and JVP with torch.func.
 
-All points of a request are evaluated in one batched call: ``vmap`` over the
-point axis of the transform (``grad_and_value``, ``hessian``, ``jvp``) of the
-compiled function.
+Points are evaluated in batches: ``vmap`` over the point axis of the
+transform (``grad_and_value``, ``hessian``, ``jvp``) of the compiled function,
+:data:`CHUNK` points at a time so that memory stays bounded however many
+points are asked for. Named sub-expressions (a batch case's ``let``) ride along
+as auxiliary outputs (``has_aux``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from diffcli.torch_compile import compile_torch
 
 if TYPE_CHECKING:
     from diffcli.check import Request
+
+#: Points per vmap call.
+CHUNK = 1 << 16
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,30 +43,54 @@ def resolve_device(name: str) -> torch.device:
 
 
 def transform(command: str, f, tangent: torch.Tensor | None):
-    """The per-point function returning (value, quantity) for a command."""
+    """The per-point function returning (value, quantity, aux) for a command."""
+
+    def value_only(x):
+        return f(x)[0]
+
     if command == "value":
-        return lambda x: (f(x), f(x))
-    if command == "grad":
-        return lambda x: tuple(reversed(func.grad_and_value(f)(x)))
-    if command == "hessian":
-        return lambda x: (f(x), func.hessian(f)(x))
-    if command == "jvp":
-        return lambda x: func.jvp(f, (x,), (tangent,))
-    raise ValueError(command)
+
+        def run(x):
+            value, aux = f(x)
+            return value, value, aux
+    elif command == "grad":
+
+        def run(x):
+            grad, (value, aux) = func.grad_and_value(f, has_aux=True)(x)
+            return value, grad, aux
+    elif command == "hessian":
+
+        def run(x):
+            value, aux = f(x)
+            return value, func.hessian(value_only)(x), aux
+    elif command == "jvp":
+
+        def run(x):
+            return func.jvp(f, (x,), (tangent,), has_aux=True)
+    else:
+        raise ValueError(command)
+    return run
 
 
-def compute(request: Request) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Values (one per point) and the command's quantity at each point, as float64 numpy."""
+def compute(request: Request) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Values (P,), the command's quantity (P, *shape) and aux values, as float64 numpy."""
     device = resolve_device(request.device)
     dtype = getattr(torch, request.dtype)
-    f = compile_torch(request.tree, request.variables, dtype, device)
-    points = torch.tensor(request.points, dtype=dtype, device=device).reshape(
-        len(request.points), len(request.variables)
-    )
+    f = compile_torch(request.tree, request.variables, dtype, device, request.aux)
     tangent = None
     if request.tangent is not None:
         tangent = torch.tensor(request.tangent, dtype=dtype, device=device).reshape(len(request.variables))
-    values, quantities = func.vmap(transform(request.command, f, tangent))(points)
-    values = values.detach().to("cpu", torch.float64).numpy()
-    quantities = quantities.detach().to("cpu", torch.float64).numpy()
-    return values, list(quantities)
+    batched = func.vmap(transform(request.command, f, tangent))
+    points = np.asarray(request.points, dtype=np.float64)
+    parts = []
+    for start in range(0, points.shape[0], CHUNK):
+        chunk = torch.as_tensor(points[start : start + CHUNK], dtype=dtype, device=device)
+        parts.append(batched(chunk))
+    values = _to_numpy([p[0] for p in parts])
+    quantities = _to_numpy([p[1] for p in parts])
+    aux = {name: _to_numpy([p[2][name] for p in parts]) for name in request.aux}
+    return values, quantities, aux
+
+
+def _to_numpy(tensors: list[torch.Tensor]) -> np.ndarray:
+    return torch.cat([t.detach() for t in tensors]).to("cpu", torch.float64).numpy()

@@ -2,7 +2,7 @@
 
     >>> from diffcli.check import check
     >>> report = check("grad", "x^2 sin(y)", ["x=1,y=2"])
-    >>> report.ok, report.results[0].autodiff.tolist()
+    >>> report.ok, report.autodiff[0].tolist()
     (True, [1.8185948536513634, -0.4161468365471424])
 
 Input is validated completely (expression, variables, points, tangent,
@@ -12,17 +12,17 @@ options) before torch or SymPy does any work, so bad input fails fast with a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffcli.errors import DiffcliError
-from diffcli.expr import Node
+from diffcli.errors import DiffcliError, ParseError
+from diffcli.expr import Node, substitute
 from diffcli.parser import parse_expression
 from diffcli.points import PointSpec, resolve_point
-from diffcli.report import COMMANDS, PointResult, Report
-from diffcli.verdict import DEFAULT_TOLERANCES, Tolerance, judge, tolerance_for
+from diffcli.report import COMMANDS, Report
+from diffcli.verdict import DEFAULT_TOLERANCES, Tolerance, judge_many, tolerance_for
 
 DTYPES = tuple(DEFAULT_TOLERANCES)
 
@@ -32,13 +32,16 @@ class Request:
     """A fully validated check, ready to run."""
 
     command: str
-    tree: Node
+    tree: Node  # with `let` names substituted
     variables: tuple[str, ...]
-    points: tuple[tuple[float, ...], ...]
+    points: np.ndarray  # (P, n), as the dtype holds them
     tangent: tuple[float, ...] | None
     tolerance: Tolerance
     dtype: str
     device: str
+    expression: str = ""  # as typed, `let` names included
+    precise: bool | None = None  # None: 30 digits for a handful of points only
+    aux: dict[str, Node] = field(default_factory=dict)  # `let` name -> tree
 
 
 def parse_variables(spec: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -47,19 +50,36 @@ def parse_variables(spec: str | Sequence[str] | None) -> tuple[str, ...] | None:
         return None
     names = [n.strip() for n in spec.split(",")] if isinstance(spec, str) else [str(n).strip() for n in spec]
     names = [n for n in names if n]
+    seen = set()
     for name in names:
         if not name.isidentifier():
             raise DiffcliError(f"--vars: '{name}' is not a valid variable name")
-    seen = set()
-    for name in names:
         if name in seen:
             raise DiffcliError(f"--vars: '{name}' is listed twice")
         seen.add(name)
     return tuple(names)
 
 
-def _variables(tree: Node, given: tuple[str, ...] | None) -> tuple[str, ...]:
-    used = tree.variables()
+def parse_lets(lets: Mapping[str, str], given: tuple[str, ...] | None) -> dict[str, Node]:
+    """Named sub-expressions; each may use the ones before it."""
+    trees: dict[str, Node] = {}
+    for name, text in lets.items():
+        if not str(name).isidentifier():
+            raise DiffcliError(f"let: '{name}' is not a valid name")
+        if given and name in given:
+            raise DiffcliError(f"let: '{name}' is also a variable")
+        try:
+            tree = parse_expression(str(text), given or ())
+        except ParseError as exc:
+            raise ParseError(f"let {name}: {exc.message}", exc.source, exc.start, exc.end) from None
+        trees[name] = substitute(tree, trees)
+        if name in trees[name].variables():
+            raise DiffcliError(f"let: '{name}' refers to itself")
+    return trees
+
+
+def _variables(trees: Sequence[Node], given: tuple[str, ...] | None, lets: Mapping[str, Node]) -> tuple[str, ...]:
+    used = set().union(*(t.variables() for t in trees)) - set(lets)
     if given is None:
         return tuple(sorted(used))
     missing = sorted(used - set(given))
@@ -68,9 +88,32 @@ def _variables(tree: Node, given: tuple[str, ...] | None) -> tuple[str, ...]:
     return given
 
 
-def _round(values: tuple[float, ...], dtype: str) -> tuple[float, ...]:
-    """Coordinates as the dtype holds them: the reference is evaluated at exactly these."""
-    return tuple(float(v) for v in np.asarray(values, dtype=dtype))
+def _points(names, at, grid, sample, n, seed, points_csv, union) -> np.ndarray:
+    from diffcli import pointsets
+
+    if n is not None and not sample:
+        raise DiffcliError("--n needs --sample")
+    if union:  # a suite case: its `at` points, then its sampled ones
+        rows = [resolve_point(spec, names, "at") for spec in at]
+        fixed = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+        if not sample:
+            return fixed
+        sampled = pointsets.combine([pointsets.sample(sample, 100 if n is None else n, seed)], names)
+        return np.concatenate([fixed, sampled])
+    if not (grid or sample or points_csv is not None):
+        if not at:
+            if names:
+                raise DiffcliError(f"give a point with --at, e.g. --at {','.join(f'{v}=1' for v in names)}")
+            at = [""]
+        return np.array([resolve_point(spec, names) for spec in at], dtype=np.float64).reshape(len(at), len(names))
+    tables = [pointsets.grid(spec) for spec in grid]
+    if sample:
+        tables.append(pointsets.sample(sample, 100 if n is None else n, seed))
+    if points_csv is not None:
+        tables.append(pointsets.read_csv(points_csv))
+    if at:
+        tables.append(pointsets.at_table(at, names))
+    return pointsets.combine(tables, names)
 
 
 def prepare(
@@ -84,7 +127,17 @@ def prepare(
     device: str = "cpu",
     rtol: float | None = None,
     atol: float | None = None,
+    grid: Sequence[str] = (),
+    sample: Sequence[str] = (),
+    n: int | None = None,
+    seed: int = 0,
+    points_csv: str | None = None,
+    precise: bool | None = None,
+    let: Mapping[str, str] | None = None,
+    union: bool = False,
 ) -> Request:
+    """Validate everything; ``union=True`` makes the points `at` followed by `sample` (as in a suite
+    case) rather than their product (as on the command line, where --at fixes the other variables)."""
     if command not in COMMANDS:
         raise DiffcliError(f"unknown command '{command}' (choose from {', '.join(COMMANDS)})")
     if dtype not in DTYPES:
@@ -93,21 +146,21 @@ def prepare(
         if tol is not None and not (tol >= 0):
             raise DiffcliError(f"{name} must be a number >= 0")
     given = parse_variables(variables)
-    tree = parse_expression(expression, given or ())
-    names = _variables(tree, given)
-    if not at:
-        if names:
-            raise DiffcliError(f"give a point with --at, e.g. --at {','.join(f'{n}=1' for n in names)}")
-        at = [""]
-    points = tuple(_round(resolve_point(spec, names), dtype) for spec in at)
+    lets = parse_lets(let or {}, given)
+    typed = parse_expression(expression, (given or ()) + tuple(lets))
+    tree = substitute(typed, lets)
+    names = _variables([typed, *lets.values()], given, lets)
+    points = _points(names, at, grid, sample, n, seed, points_csv, union).astype(dtype).astype(np.float64)
     if tangent is not None and command != "jvp":
         raise DiffcliError("--tangent only applies to jvp")
     direction = None
     if command == "jvp":
-        direction = _round(
-            resolve_point(tangent, names, "--tangent") if tangent is not None else (1.0,) * len(names), dtype
-        )
-    return Request(command, tree, names, points, direction, tolerance_for(dtype, rtol, atol), dtype, device)
+        raw = resolve_point(tangent, names, "--tangent") if tangent is not None else (1.0,) * len(names)
+        direction = tuple(float(v) for v in np.asarray(raw, dtype=dtype))
+    return Request(
+        command, tree, names, points, direction, tolerance_for(dtype, rtol, atol), dtype, device,
+        expression=str(typed), precise=precise, aux=lets,
+    )  # fmt: skip
 
 
 def check(command: str, expression: str, at: Sequence[PointSpec] = (), **options) -> Report:
@@ -115,29 +168,27 @@ def check(command: str, expression: str, at: Sequence[PointSpec] = (), **options
     return run(prepare(command, expression, at, **options))
 
 
-def run(request: Request) -> Report:
+def run(request: Request, formulas=None) -> Report:
+    """Compute and judge; ``formulas`` (a :class:`diffcli.reference.Formulas`) may be shared between checks."""
     from diffcli import autodiff, reference
 
-    values, quantities = autodiff.compute(request)
-    ref = reference.compute(request)
-    results = [
-        PointResult(
-            point=dict(zip(request.variables, point)),
-            value=float(value),
-            autodiff=np.asarray(quantity),
-            reference=expected.reshape(np.shape(quantity)),
-            verdict=judge(quantity, expected, request.tolerance),
-        )
-        for point, value, quantity, expected in zip(request.points, values, quantities, ref.values)
-    ]
+    values, quantities, aux = autodiff.compute(request)
+    formulas = formulas or reference.Formulas(request.tree, request.variables)
+    ref = reference.compute(formulas, request.command, request.points, request.tangent, request.precise)
     return Report(
         command=request.command,
-        expression=str(request.tree),
+        expression=request.expression,
         variables=request.variables,
         symbolic=ref.formulas,
-        results=results,
+        points=request.points,
+        values=values,
+        autodiff=quantities,
+        reference=ref.values,
+        verdicts=judge_many(quantities, ref.values, request.tolerance),
         tolerance=request.tolerance,
         dtype=request.dtype,
         device=request.device,
         tangent=request.tangent,
+        precise=ref.precise,
+        aux=aux,
     )

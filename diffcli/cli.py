@@ -1,4 +1,4 @@
-"""The command line: a thin click layer over :mod:`diffcli.check`.
+"""The command line: a thin click layer over :mod:`diffcli.check` and :mod:`diffcli.batch`.
 
 Only click is imported at start-up; torch, SymPy, numpy and rich load when a
 command starts working, so ``diffcli --help`` stays fast.
@@ -6,8 +6,10 @@ command starts working, so ``diffcli --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -15,10 +17,16 @@ from diffcli import __version__
 from diffcli.errors import DiffcliError
 
 FORMATS = ("table", "plain", "json", "csv")
+CHECKS = ("value", "grad", "hessian", "jvp")
 EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports it
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+EXIT_HELP = """\b
+Exit status: 0 no mismatch, 1 at least one mismatch, 2 invalid input.
+"""
 
 
 class InputError(click.ClickException):
@@ -38,8 +46,6 @@ def read_expression(expr: str) -> str:
 
 
 def _silence_stdout() -> None:
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 
@@ -48,83 +54,93 @@ def default_format() -> str:
     return "table" if sys.stdout.isatty() else "plain"
 
 
-def check_options(fn: Callable) -> Callable:
-    """The options every checking command shares."""
-    options = [
-        click.argument("expr"),
-        click.option(
-            "--at",
-            "-a",
-            "at",
-            multiple=True,
-            metavar="POINT",
-            help="Point: x=1,y=2.5 (values may be constant expressions such as pi/4), "
-            "or positional 1,2.5 in --vars order. Repeat for several points.",
-        ),
-        click.option(
-            "--vars",
-            "variables",
-            metavar="X,Y,...",
-            help="Variables and their order. Default: the expression's names, sorted. "
-            "A name listed here is a variable even if it is also a constant or "
-            "function (E, pi, gamma).",
-        ),
-        click.option(
-            "--format",
-            "-f",
-            "fmt",
-            type=click.Choice(FORMATS),
-            help="Output format. Default: table on a terminal, plain otherwise.",
-        ),
-        click.option(
-            "--rtol", type=float, metavar="R", help="Relative tolerance. Default: 1e-9 for float64, 1e-4 for float32."
-        ),
-        click.option(
-            "--atol", type=float, metavar="A", help="Absolute tolerance. Default: 1e-12 for float64, 1e-6 for float32."
-        ),
-        click.option(
-            "--dtype",
-            type=click.Choice(["float64", "float32"]),
-            default="float64",
-            show_default=True,
-            help="Floating-point type of the autodiff side.",
-        ),
-        click.option(
-            "--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]", help="Where torch computes."
-        ),
-        click.option("--debug", is_flag=True, hidden=True, help="Show tracebacks of internal errors."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def run_check(command: str, expr: str, fmt: str | None, debug: bool, **options) -> None:
-    """Check, print, and exit 0 (no mismatch), 1 (a mismatch) or 2 (bad input)."""
+@contextlib.contextmanager
+def cli_errors(debug: bool) -> Iterator[None]:
+    """Library errors become one-line messages with meaningful exit statuses."""
     try:
-        from diffcli.check import check
-        from diffcli.render import write
-
-        report = check(command, read_expression(expr), **options)
-        write(report, fmt or default_format(), sys.stdout)
+        yield
     except DiffcliError as exc:
         raise InputError(exc.render()) from None
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         _silence_stdout()
         sys.exit(EXIT_BROKEN_PIPE)
-    except (click.ClickException, click.exceptions.Exit, KeyboardInterrupt):
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except (click.ClickException, click.exceptions.Exit, SystemExit):
         raise
     except Exception as exc:  # a bug in diffcli, not bad input
         if debug:
             raise
         click.echo(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)", err=True)
         sys.exit(EXIT_INTERNAL)
+
+
+def _apply(fn: Callable, options: list) -> Callable:
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def common_options(fn: Callable) -> Callable:
+    """Output, precision and device: shared by every command."""
+    return _apply(fn, [
+        click.option("--format", "-f", "fmt", type=click.Choice(FORMATS),
+                     help="Output format. Default: table on a terminal, plain otherwise."),
+        click.option("--rtol", type=float, metavar="R",
+                     help="Relative tolerance. Default: 1e-9 for float64, 1e-4 for float32."),
+        click.option("--atol", type=float, metavar="A",
+                     help="Absolute tolerance. Default: 1e-12 for float64, 1e-6 for float32."),
+        click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
+                     help="Floating-point type of the autodiff side."),
+        click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]",
+                     help="Where torch computes."),
+        click.option("--precise", is_flag=True,
+                     help="Evaluate the reference to 30 digits at every point (default: only up to 16 points; "
+                          "more are evaluated in float64, vectorised)."),
+        click.option("--debug", is_flag=True, hidden=True, help="Show tracebacks of internal errors."),
+    ])  # fmt: skip
+
+
+def point_options(fn: Callable) -> Callable:
+    """The expression and where to evaluate it."""
+    return _apply(fn, [
+        click.argument("expr"),
+        click.option("--at", "-a", "at", multiple=True, metavar="POINT",
+                     help="Point: x=1,y=2.5 (values may be constant expressions such as pi/4), or positional "
+                          "1,2.5 in --vars order. Repeat for several points. With --grid, --sample or --points: "
+                          "fixed values for the other variables."),
+        click.option("--grid", multiple=True, metavar="X=LOW:HIGH:N",
+                     help="N evenly spaced values from LOW to HIGH, both included. Several make a mesh."),
+        click.option("--sample", multiple=True, metavar="X=LOW:HIGH",
+                     help="Sample this variable uniformly in [LOW, HIGH]; several make a box."),
+        click.option("--n", "n", type=int, metavar="N", help="Number of --sample points (default 100)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Random seed for --sample."),
+        click.option("--points", "points_file", type=click.File("r"), metavar="FILE.csv",
+                     help="Points from a CSV file whose header names the variables; - reads standard input."),
+        click.option("--vars", "variables", metavar="X,Y,...",
+                     help="Variables and their order. Default: the expression's names, sorted. A name listed "
+                          "here is a variable even if it is also a constant or function (E, pi, gamma)."),
+        click.option("--summary", is_flag=True,
+                     help="Per-status counts and the largest errors and where they occur, instead of a result per "
+                          f"point (automatic in tables above {20} points)."),
+        click.option("--results", "with_results", is_flag=True,
+                     help="With --summary and --format json: keep the per-point results too."),
+    ])  # fmt: skip
+
+
+def run_check(command: str, expr: str, fmt, debug, summary, with_results, points_file, precise, **options) -> None:
+    """Check, print, and exit 0 (no mismatch), 1 (a mismatch) or 2 (bad input)."""
+    with cli_errors(debug):
+        from diffcli.check import check
+        from diffcli.render import Layout, write
+
+        if expr == "-" and points_file is not None and points_file.name == "<stdin>":
+            raise DiffcliError("EXPR and --points cannot both read standard input")
+        points_csv = points_file.read() if points_file is not None else None
+        report = check(command, read_expression(expr), points_csv=points_csv, precise=precise or None, **options)
+        write(report, fmt or default_format(), sys.stdout, Layout(summary=summary, results=with_results))
     sys.exit(report.exit_code)
-
-
-EXIT_HELP = """\b
-Exit status: 0 no mismatch, 1 at least one mismatch, 2 invalid input.
-"""
 
 
 @click.group(context_settings=CONTEXT, epilog=EXIT_HELP)
@@ -132,37 +148,35 @@ Exit status: 0 no mismatch, 1 at least one mismatch, 2 invalid input.
 def cli() -> None:
     """Check torch autodiff against SymPy's symbolic derivatives.
 
-    Each command evaluates EXPR with torch.func at every --at point and prints
+    Each command evaluates EXPR with torch.func at every point and prints
     the result side by side with SymPy's answer (evaluated to 30 digits), the
     error, and a verdict: ok, mismatch, or undefined (no finite reference).
     """
 
 
 def _command(name: str, summary: str, example: str) -> Callable:
-    return cli.command(
-        name,
-        help=f"{summary}\n\n\b\nExample:\n  {example}",
-        epilog=EXIT_HELP,
-        context_settings=CONTEXT,
-    )
+    return cli.command(name, help=f"{summary}\n\n\b\nExample:\n  {example}", epilog=EXIT_HELP, context_settings=CONTEXT)
 
 
 @_command("value", "The value of EXPR at each point.", 'diffcli value "sqrt(x^2 + y^2)" --at x=3,y=4')
-@check_options
-def value_command(expr: str, fmt: str | None, debug: bool, **options) -> None:
-    run_check("value", expr, fmt, debug, **options)
+@point_options
+@common_options
+def value_command(expr: str, **options) -> None:
+    run_check("value", expr, **options)
 
 
 @_command("grad", "The gradient (and value) of EXPR at each point.", 'diffcli grad "x^2 sin(y)" --at x=1,y=2')
-@check_options
-def grad_command(expr: str, fmt: str | None, debug: bool, **options) -> None:
-    run_check("grad", expr, fmt, debug, **options)
+@point_options
+@common_options
+def grad_command(expr: str, **options) -> None:
+    run_check("grad", expr, **options)
 
 
 @_command("hessian", "The Hessian matrix of EXPR at each point.", 'diffcli hessian "x^3 y + exp(y)" --at x=1,y=0')
-@check_options
-def hessian_command(expr: str, fmt: str | None, debug: bool, **options) -> None:
-    run_check("hessian", expr, fmt, debug, **options)
+@point_options
+@common_options
+def hessian_command(expr: str, **options) -> None:
+    run_check("hessian", expr, **options)
 
 
 @_command(
@@ -170,12 +184,58 @@ def hessian_command(expr: str, fmt: str | None, debug: bool, **options) -> None:
     "The value and directional derivative of EXPR along --tangent.",
     'diffcli jvp "x^2 sin(y)" --at x=1,y=2 --tangent x=1,y=0',
 )
-@check_options
-@click.option(
-    "--tangent", "-t", metavar="VEC", help="Direction: x=1,y=0, or positional 1,0 in --vars order. Default: all ones."
+@point_options
+@common_options
+@click.option("--tangent", "-t", metavar="VEC",
+              help="Direction: x=1,y=0, or positional 1,0 in --vars order. Default: all ones.")  # fmt: skip
+def jvp_command(expr: str, **options) -> None:
+    run_check("jvp", expr, **options)
+
+
+def parse_checks(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    checks = tuple(c.strip() for c in text.split(",") if c.strip())
+    unknown = [c for c in checks if c not in CHECKS]
+    if unknown or not checks:
+        raise InputError(f"--checks: choose from {', '.join(CHECKS)} (got {text!r})")
+    return checks
+
+
+@cli.command(
+    "batch",
+    context_settings=CONTEXT,
+    epilog="\b\nExit status: 0 no mismatch and no case error, 1 a mismatch or a case error,\n"
+    "2 the command line or a whole file is unusable, 130 interrupted.",
+    help="Check every case in expression files (.toml suites, or text: one case per line).\n\n"
+    "\b\nExample:\n  diffcli batch samples/seed.toml --junit report.xml",
 )
-def jvp_command(expr: str, fmt: str | None, debug: bool, **options) -> None:
-    run_check("jvp", expr, fmt, debug, **options)
+@click.argument("files", nargs=-1, required=True, type=click.File("r"))
+@click.option(
+    "--checks",
+    metavar="LIST",
+    help="Checks for text cases (and TOML cases that name none): value,grad,hessian,jvp. Default: all.",
+)
+@click.option(
+    "--junit",
+    "junit",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="PATH",
+    help="Also write a JUnit XML report (one testcase per case and check).",
+)
+@click.option("--shard", metavar="K/N", help="Run only the K-th of N deterministic slices of the cases.")
+@common_options
+def batch_command(files, checks, junit, shard, fmt, debug, **options) -> None:
+    with cli_errors(debug):
+        from diffcli.batch import run_batch, shard_spec
+
+        sources = [(f.name, f.read()) for f in files]
+        outcome = run_batch(
+            sources, checks=parse_checks(checks), fmt=fmt or default_format(), junit=junit,
+            shard=shard_spec(shard), out=sys.stdout, progress=sys.stdout.isatty() and fmt in (None, "table"),
+            **options,
+        )  # fmt: skip
+    sys.exit(outcome)
 
 
 def main() -> None:

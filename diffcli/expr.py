@@ -114,3 +114,12 @@ def to_text(node: Node) -> str:
         pairs = [f"({to_text(v)}, {to_text(c)})" for v, c in zip(args[::2], args[1::2])]
         return f"Piecewise({', '.join(pairs)})"
     return f"{op}({', '.join(to_text(a) for a in args)})"
+
+
+def substitute(node: Node, bindings: dict[str, Node]) -> Node:
+    """The tree with each variable named in ``bindings`` replaced by its tree."""
+    if node.op == "var" and node.text in bindings:
+        return bindings[node.text]
+    if not node.args:
+        return node
+    return Node(node.op, tuple(substitute(a, bindings) for a in node.args), node.text, node.span)

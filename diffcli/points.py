@@ -24,7 +24,7 @@ def _plain_float(text: str) -> float | None:
         return None
 
 
-def _constant(text: str, source: str, column: int, label: str) -> float:
+def constant(text: str, source: str, column: int, label: str) -> float:
     """A coordinate's value; plain numbers skip SymPy entirely."""
     value = _plain_float(text)
     if value is None:
@@ -43,6 +43,19 @@ def _constant(text: str, source: str, column: int, label: str) -> float:
     if not math.isfinite(value):
         raise ParseError(f"{label} is not a finite real number", source, column, column + len(text))
     return value
+
+
+def spec_names(spec: PointSpec) -> tuple[str, ...]:
+    """The variable names a named point specification gives values for."""
+    if isinstance(spec, str):
+        names = tuple(name for name, _, _ in parse_assignments(spec) if name is not None)
+    elif isinstance(spec, Mapping):
+        names = tuple(str(k) for k in spec)
+    else:
+        names = ()
+    if not names:
+        raise DiffcliError(f"--at {spec}: with other point sources, give values by name (x=1)")
+    return names
 
 
 def resolve_point(spec: PointSpec, variables: Sequence[str], option: str = "--at") -> tuple[float, ...]:
@@ -76,7 +89,7 @@ def resolve_point(spec: PointSpec, variables: Sequence[str], option: str = "--at
             )
         if name in values:
             raise DiffcliError(f"{option}: '{name}' is given twice")
-        value = float(text) if isinstance(text, (int, float)) else _constant(text, source, column, f"{option} {name}")
+        value = float(text) if isinstance(text, (int, float)) else constant(text, source, column, f"{option} {name}")
         if not math.isfinite(value):
             raise DiffcliError(f"{option} {name}: {value} is not a finite real number")
         values[name] = value

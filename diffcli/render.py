@@ -1,7 +1,7 @@
-"""Every output format in one place: table (rich), plain, JSON and CSV.
+"""Every output format in one place: table (rich), plain, JSON, CSV, JUnit.
 
-Nothing here computes: it only lays out a :class:`~diffcli.report.Report`.
-rich is imported only when a table is drawn, so the other formats start fast.
+Nothing here computes: it only lays out reports. rich is imported only when
+a table is drawn, so the other formats start fast.
 
 Non-finite numbers are written as the strings ``"NaN"``, ``"Infinity"`` and
 ``"-Infinity"`` in JSON (so the document stays strict RFC 8259 that ``jq``
@@ -14,14 +14,29 @@ import csv
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
 
 from diffcli.report import PointResult, Report
-from diffcli.verdict import MISMATCH, OK, judge
+from diffcli.verdict import MISMATCH, OK, UNDEFINED, judge
 
 FORMATS = ("table", "plain", "json", "csv")
+
+#: Above this many points a table shows the summary instead of one table per point.
+TABLE_POINTS = 20
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How much to show: per-point results, the summary, or both."""
+
+    summary: bool = False  # a summary instead of per-point output
+    results: bool = False  # per-point results in JSON even with the summary
+
+
+# -- numbers ----------------------------------------------------------------------
 
 _JSON_NONFINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
@@ -33,6 +48,25 @@ def json_number(x: float) -> float | str:
     return _JSON_NONFINITE.get(x, x)
 
 
+def json_safe(obj: Any) -> Any:
+    """Floats made strict-JSON-safe, everywhere in a nested structure."""
+    if isinstance(obj, float):
+        return json_number(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def plain_number(x: float) -> str:
+    return repr(float(x))
+
+
+def short_number(x: float) -> str:
+    return f"{x:.10g}" if math.isfinite(x) else plain_number(x)
+
+
 def _nested(array: np.ndarray, leaf) -> Any:
     array = np.asarray(array)
     return leaf(array.item()) if array.ndim == 0 else [_nested(a, leaf) for a in array]
@@ -42,8 +76,11 @@ def _optional(x: float | None) -> float | str | None:
     return None if x is None else json_number(x)
 
 
+# -- JSON -----------------------------------------------------------------------
+
+
 def result_dict(result: PointResult) -> dict[str, Any]:
-    return {
+    out = {
         "point": {k: json_number(v) for k, v in result.point.items()},
         "value": json_number(result.value),
         "autodiff": _nested(result.autodiff, json_number),
@@ -52,38 +89,41 @@ def result_dict(result: PointResult) -> dict[str, Any]:
         "rel_err": _optional(result.verdict.rel_err),
         "status": result.status,
     }
+    if result.aux:
+        out["aux"] = {k: json_number(v) for k, v in result.aux.items()}
+    return out
 
 
-def report_dict(report: Report) -> dict[str, Any]:
+def report_dict(report: Report, layout: Layout = Layout()) -> dict[str, Any]:
     """The JSON contract: see the README's "JSON output" section."""
     doc: dict[str, Any] = {
         "command": report.command,
         "expression": report.expression,
         "variables": list(report.variables),
         "symbolic": report.symbolic,
-        "results": [result_dict(r) for r in report.results],
+    }
+    if not layout.summary or layout.results:
+        doc["results"] = [result_dict(report.result(i)) for i in range(len(report))]
+    doc |= {
         "ok": report.ok,
-        "counts": report.counts(),
+        "summary": json_safe(report.summary()),
         "dtype": report.dtype,
         "device": report.device,
         "rtol": report.tolerance.rtol,
         "atol": report.tolerance.atol,
+        "reference_precision": "30 digits" if report.precise else "float64",
     }
     if report.tangent is not None:
         doc["tangent"] = dict(zip(report.variables, map(json_number, report.tangent)))
     return doc
 
 
-def write_json(report: Report, out: IO[str]) -> None:
-    json.dump(report_dict(report), out, allow_nan=False, indent=2)
+def write_json(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
+    json.dump(report_dict(report, layout), out, allow_nan=False, indent=2)
     out.write("\n")
 
 
-# -- plain: one tab-separated line per point ---------------------------------
-
-
-def plain_number(x: float) -> str:
-    return repr(float(x))
+# -- plain: one tab-separated line per point ---------------------------------------
 
 
 def _flat(array: np.ndarray) -> str:
@@ -94,31 +134,61 @@ def _flat(array: np.ndarray) -> str:
     return sep.join(_flat(a) for a in array)
 
 
-def point_text(point: dict[str, float]) -> str:
-    return ",".join(f"{k}={plain_number(v)}" for k, v in point.items())
+def point_text(variables, coordinates) -> str:
+    return ",".join(f"{k}={plain_number(v)}" for k, v in zip(variables, coordinates))
+
+
+def _errors(report: Report, i: int, missing: str) -> list[str]:
+    return [
+        missing if math.isnan(e[i]) else plain_number(e[i]) for e in (report.verdicts.abs_err, report.verdicts.rel_err)
+    ]
 
 
 def plain_lines(report: Report) -> Iterator[str]:
     """point, value, autodiff, reference, abs_err, rel_err, status."""
-    for r in report.results:
-        errors = ["-" if e is None else plain_number(e) for e in (r.verdict.abs_err, r.verdict.rel_err)]
+    for i in range(len(report)):
         fields = [
-            point_text(r.point) or "-",
-            plain_number(r.value),
-            _flat(r.autodiff),
-            _flat(r.reference),
-            *errors,
-            r.status,
+            point_text(report.variables, report.points[i]) or "-",
+            plain_number(report.values[i]),
+            _flat(report.autodiff[i]),
+            _flat(report.reference[i]),
+            *_errors(report, i, "-"),
+            str(report.verdicts.status[i]),
         ]
         yield "\t".join(fields)
 
 
-def write_plain(report: Report, out: IO[str]) -> None:
+def _where(entry: dict | None) -> tuple[str, str]:
+    if entry is None:
+        return "-", "-"
+    return plain_number(entry["value"]), point_text(entry["point"], entry["point"].values())
+
+
+def summary_fields(report: Report) -> dict[str, str]:
+    s = report.summary()
+    abs_err, abs_at = _where(s["max_abs_err"])
+    rel_err, rel_at = _where(s["max_rel_err"])
+    counts = s["counts"]
+    return {
+        "command": report.command,
+        "points": str(s["points"]),
+        **{status: str(counts.get(status, 0)) for status in (OK, UNDEFINED, MISMATCH)},
+        "max_abs_err": abs_err,
+        "max_abs_err_at": abs_at,
+        "max_rel_err": rel_err,
+        "max_rel_err_at": rel_at,
+    }
+
+
+def write_plain(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
+    if layout.summary:
+        out.write("\t".join(f"{k}={v}" for k, v in summary_fields(report).items()) + "\n")
+        return
     for line in plain_lines(report):
         out.write(line + "\n")
 
 
-# -- CSV: one row per point, one column per element ---------------------------
+# -- CSV: one row per point, one column per element ----------------------------------
 
 
 def element_labels(report: Report) -> list[str]:
@@ -131,36 +201,38 @@ def element_labels(report: Report) -> list[str]:
     return [""]
 
 
-def write_csv(report: Report, out: IO[str]) -> None:
-    labels = element_labels(report)
+def write_csv(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
     writer = csv.writer(out, lineterminator="\n")
+    if layout.summary:
+        fields = summary_fields(report)
+        writer.writerows([list(fields), list(fields.values())])
+        return
+    labels = element_labels(report)
+    aux = list(report.aux)
     writer.writerow(
         [f"at[{v}]" for v in report.variables]
         + ["value"]
         + [f"autodiff{s}" for s in labels]
         + [f"reference{s}" for s in labels]
         + ["abs_err", "rel_err", "status"]
+        + [f"aux[{a}]" for a in aux]
     )
-    for r in report.results:
-        errors = ["" if e is None else plain_number(e) for e in (r.verdict.abs_err, r.verdict.rel_err)]
+    for i in range(len(report)):
         writer.writerow(
-            [plain_number(v) for v in r.point.values()]
-            + [plain_number(r.value)]
-            + [plain_number(x) for x in np.ravel(r.autodiff)]
-            + [plain_number(x) for x in np.ravel(r.reference)]
-            + errors
-            + [r.status]
+            [plain_number(v) for v in report.points[i]]
+            + [plain_number(report.values[i])]
+            + [plain_number(x) for x in np.ravel(report.autodiff[i])]
+            + [plain_number(x) for x in np.ravel(report.reference[i])]
+            + _errors(report, i, "")
+            + [str(report.verdicts.status[i])]
+            + [plain_number(report.aux[a][i]) for a in aux]
         )
 
 
-# -- table: rich, side by side ------------------------------------------------
+# -- table: rich, side by side ---------------------------------------------------
 
-_STYLE = {OK: "green", MISMATCH: "bold red", "undefined": "yellow"}
+STYLE = {OK: "green", MISMATCH: "bold red", UNDEFINED: "yellow"}
 _COMMAND_TITLE = {"value": "value", "grad": "gradient", "hessian": "Hessian", "jvp": "Jacobian-vector product"}
-
-
-def short_number(x: float) -> str:
-    return f"{x:.10g}" if math.isfinite(x) else plain_number(x)
 
 
 def _element_rows(report: Report, result: PointResult) -> Iterator[tuple[str, int, float, float, str]]:
@@ -187,7 +259,9 @@ def _point_table(report: Report, result: PointResult):
 
     where = ", ".join(f"{k}={short_number(v)}" for k, v in result.point.items()) or "(no variables)"
     title = Text.assemble(("at ", "dim"), where, ("  f = ", "dim"), short_number(result.value))
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), expand=False, show_edge=False)
+    for name, value in result.aux.items():
+        title.append_text(Text.assemble((f"  {name} = ", "dim"), short_number(value)))
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False)
     table.add_column("", style="bold", no_wrap=True)
     table.add_column("autodiff", justify="right", no_wrap=True)
     table.add_column("symbolic", overflow="fold", ratio=1)
@@ -201,24 +275,48 @@ def _point_table(report: Report, result: PointResult):
             previous_group = group
         verdict = judge(np.asarray(a), np.asarray(r), report.tolerance)
         err = "" if verdict.abs_err is None else f"{verdict.abs_err:.1e}"
-        table.add_row(
-            label, short_number(a), formula, short_number(r), err, Text(verdict.status, style=_STYLE[verdict.status])
-        )
+        status = Text(verdict.status, style=STYLE[verdict.status])
+        table.add_row(label, short_number(a), formula, short_number(r), err, status)
+    return table
+
+
+def _summary_table(report: Report):
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    s = summary_fields(report)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False)
+    for column in ("points", OK, UNDEFINED, MISMATCH, "max abs err", "at", "max rel err", "at"):
+        table.add_column(column, justify="right" if column != "at" else "left", overflow="fold")
+    counts = [Text(s[k], style=STYLE[k] if s[k] != "0" else "dim") for k in (OK, UNDEFINED, MISMATCH)]
+    table.add_row(s["points"], *counts, s["max_abs_err"], s["max_abs_err_at"], s["max_rel_err"], s["max_rel_err_at"])
     return table
 
 
 def summary_text(report: Report) -> str:
     counts = report.counts()
-    n = len(report.results)
-    parts = ", ".join(f"{counts[s]} {s}" for s in (OK, "undefined", MISMATCH) if counts.get(s))
+    n = len(report)
+    parts = ", ".join(f"{counts[s]} {s}" for s in (OK, UNDEFINED, MISMATCH) if counts.get(s))
     return f"{n} point{'s' * (n != 1)}: {parts}"
 
 
-def write_table(report: Report, out: IO[str]) -> None:
+def overall_status(counts: dict[str, int]) -> str:
+    if counts.get(MISMATCH):
+        return MISMATCH
+    return UNDEFINED if counts.get(UNDEFINED) else OK
+
+
+def console(out: IO[str]):
     from rich.console import Console
+
+    return Console(file=out, highlight=False, soft_wrap=False)
+
+
+def write_table(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
     from rich.text import Text
 
-    console = Console(file=out, highlight=False, soft_wrap=False)
+    con = console(out)
     heading = Text.assemble(
         (_COMMAND_TITLE[report.command], "bold"),
         " of ",
@@ -226,19 +324,24 @@ def write_table(report: Report, out: IO[str]) -> None:
         ("  variables: ", "dim"),
         ", ".join(report.variables) or "none",
     )
-    console.print(heading)
+    con.print(heading)
     if report.tangent is not None:
         tangent = ", ".join(f"{v}={short_number(t)}" for v, t in zip(report.variables, report.tangent))
-        console.print(Text.assemble(("tangent t: ", "dim"), tangent))
-    for result in report.results:
-        console.print()
-        console.print(_point_table(report, result))
-    status = MISMATCH if not report.ok else (OK if report.counts().get(OK) == len(report.results) else "undefined")
+        con.print(Text.assemble(("tangent t: ", "dim"), tangent))
+    if layout.summary or len(report) > TABLE_POINTS:
+        con.print()
+        con.print(_summary_table(report))
+    else:
+        for i in range(len(report)):
+            con.print()
+            con.print(_point_table(report, report.result(i)))
     tol = report.tolerance
-    console.print()
-    console.print(
+    precision = "" if report.precise else ", float64 reference"
+    con.print()
+    con.print(
         Text.assemble(
-            (summary_text(report), _STYLE[status]), (f"  ({report.dtype}, rtol={tol.rtol:g}, atol={tol.atol:g})", "dim")
+            (summary_text(report), STYLE[overall_status(report.counts())]),
+            (f"  ({report.dtype}, rtol={tol.rtol:g}, atol={tol.atol:g}{precision})", "dim"),
         )
     )
 
@@ -246,5 +349,181 @@ def write_table(report: Report, out: IO[str]) -> None:
 WRITERS = {"table": write_table, "plain": write_plain, "json": write_json, "csv": write_csv}
 
 
-def write(report: Report, fmt: str, out: IO[str]) -> None:
-    WRITERS[fmt](report, out)
+def write(report: Report, fmt: str, out: IO[str], layout: Layout = Layout()) -> None:
+    WRITERS[fmt](report, out, layout)
+
+
+# -- batch: records as they finish, then a summary ------------------------------------
+
+
+def record_dict(record) -> dict[str, Any]:
+    head = {"case": record.case.name, "check": record.check, "file": record.case.file}
+    if record.error is not None:
+        return {**head, "error": record.error, "status": "error", "ok": False}
+    doc = {**head, **report_dict(record.report), "status": record.status}
+    doc["ok"] = record.ok
+    if record.expect_failures:
+        doc["expect_failures"] = record.expect_failures
+    return doc
+
+
+def _record_errors(record) -> tuple[str, str]:
+    if record.report is None:
+        return "-", "-"
+    s = record.report.summary()
+    return tuple(plain_number(s[k]["value"]) if s[k] else "-" for k in ("max_abs_err", "max_rel_err"))
+
+
+def record_fields(record) -> list[str]:
+    """status, case, check, points, max_abs_err, max_rel_err, error."""
+    points = str(len(record.report)) if record.report is not None else "-"
+    error = (record.error or "").splitlines()[0] if record.error else ""
+    return [record.status, record.case.name, record.check or "-", points, *_record_errors(record), error]
+
+
+RECORD_COLUMNS = ["status", "case", "check", "points", "max_abs_err", "max_rel_err", "error"]
+
+
+def batch_counts(records) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return counts
+
+
+def batch_summary_text(records, cases: int, interrupted: bool) -> str:
+    counts = batch_counts(records)
+    parts = ", ".join(f"{counts[s]} {s}" for s in (OK, UNDEFINED, MISMATCH, "error") if counts.get(s))
+    tail = " (interrupted)" if interrupted else ""
+    return f"{len(records)} checks of {cases} cases: {parts or 'nothing run'}{tail}"
+
+
+def junit_xml(records, seconds: float) -> str:
+    """One testcase per case x check: mismatches are failures, case errors are errors."""
+    import xml.etree.ElementTree as ET
+
+    counts = batch_counts(records)
+    suites = ET.Element("testsuites", name="diffcli")
+    suite = ET.SubElement(
+        suites, "testsuite", name="diffcli batch", tests=str(len(records)),
+        failures=str(counts.get(MISMATCH, 0)), errors=str(counts.get("error", 0)), skipped="0",
+        time=f"{seconds:.3f}",
+    )  # fmt: skip
+    for r in records:
+        name = f"{r.case.name} [{r.check}]" if r.check else r.case.name
+        case = ET.SubElement(suite, "testcase", classname=r.case.file, name=name, time=f"{r.seconds:.3f}")
+        if r.error is not None:
+            ET.SubElement(case, "error", message=r.error.splitlines()[0], type="error").text = r.error
+        elif r.status == MISMATCH:
+            fields = dict(zip(RECORD_COLUMNS, record_fields(r)))
+            message = f"{r.report.counts().get(MISMATCH, 0)} of {fields['points']} points mismatch"
+            detail = json.dumps(json_safe(r.report.summary()), allow_nan=False)
+            ET.SubElement(case, "failure", message=message, type="mismatch").text = detail
+        elif r.status == UNDEFINED:
+            ET.SubElement(
+                case, "system-out"
+            ).text = f"{r.report.counts().get(UNDEFINED)} points have no finite reference"
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Readers (and an interrupted run) only ever see a whole file."""
+    import os
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".diffcli-", suffix=".xml")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class BatchWriter:
+    """Writes each record as it finishes, in the chosen format."""
+
+    def __init__(self, fmt: str, out: IO[str], junit: str | None, *, progress: bool, total: int):
+        import time
+
+        self.fmt, self.out, self.junit = fmt, out, junit
+        self.records: list = []
+        self.cases = total
+        self.started = time.perf_counter()
+        self._progress = self._task = None
+        if progress and fmt == "table" and total:
+            from rich.progress import Progress
+
+            self._progress = Progress(console=console(out), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("checking", total=total)
+        if fmt == "csv":
+            csv.writer(out, lineterminator="\n").writerow(RECORD_COLUMNS)
+        if junit:
+            write_atomically(junit, junit_xml([], 0.0))
+
+    def _elapsed(self) -> float:
+        import time
+
+        return time.perf_counter() - self.started
+
+    def add(self, record) -> None:
+        self.records.append(record)
+        if self.fmt == "json":
+            self.out.write(json.dumps(record_dict(record), allow_nan=False) + "\n")
+        elif self.fmt == "plain":
+            self.out.write("\t".join(record_fields(record)) + "\n")
+        elif self.fmt == "csv":
+            csv.writer(self.out, lineterminator="\n").writerow(record_fields(record))
+        self.out.flush()
+        if self.junit:
+            write_atomically(self.junit, junit_xml(self.records, self._elapsed()))
+
+    def case_done(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def close(self, interrupted: bool) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        counts = batch_counts(self.records)
+        ok = not interrupted and not counts.get(MISMATCH) and not counts.get("error")
+        if self.fmt == "json":
+            summary = {"cases": self.cases, "records": len(self.records), "counts": counts,
+                       "interrupted": interrupted, "seconds": round(self._elapsed(), 3)}  # fmt: skip
+            self.out.write(json.dumps({"summary": summary, "ok": ok}, allow_nan=False) + "\n")
+        elif self.fmt == "plain":
+            self.out.write("# " + batch_summary_text(self.records, self.cases, interrupted) + "\n")
+        elif self.fmt == "table":
+            self._table(interrupted)
+        self.out.flush()
+        if self.junit:
+            write_atomically(self.junit, junit_xml(self.records, self._elapsed()))
+
+    def _table(self, interrupted: bool) -> None:
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False)
+        for column in ("status", "case", "check", "points", "max abs err", "max rel err"):
+            table.add_column(column, justify="right" if column in ("points", "max abs err", "max rel err") else "left",
+                             overflow="fold")  # fmt: skip
+        for record in self.records:
+            status, case, check, points, abs_err, rel_err, _ = record_fields(record)
+            errors = [short_error(e) for e in (abs_err, rel_err)]
+            table.add_row(Text(status, style=STYLE.get(status, "bold magenta")), case, check, points, *errors)
+        con = console(self.out)
+        con.print(table)
+        for record in self.records:
+            if record.error:
+                where = f"{record.case.name} [{record.check}]" if record.check else record.case.name
+                con.print(Text.assemble(("error ", "bold magenta"), f"{where}: ", record.error.splitlines()[0]))
+        counts = batch_counts(self.records)
+        status = "error" if counts.get("error") else overall_status(counts)
+        con.print(
+            Text(batch_summary_text(self.records, self.cases, interrupted), style=STYLE.get(status, "bold magenta"))
+        )
+
+
+def short_error(text: str) -> str:
+    return text if text == "-" else f"{float(text):.1e}"

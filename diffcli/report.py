@@ -1,8 +1,10 @@
-"""What a check produces: per-point results and the report around them.
+"""What a check produces: arrays over the points, and the report around them.
 
-Quantities are numpy arrays of any shape (a number for value and jvp, a
-vector for grad, a matrix for hessian), so vector-valued expressions
-(Jacobians, VJPs) can be added without changing the shape of a report.
+Quantities have a leading point axis and then the quantity's own shape (none
+for value and jvp, (n,) for grad, (n, n) for hessian), so vector-valued
+expressions (Jacobians, VJPs) can be added without changing the shape of a
+report. Per-point objects are made only when a renderer asks for them, so a
+million-point grid stays a handful of arrays.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from diffcli.verdict import MISMATCH, Tolerance, Verdict
+from diffcli.verdict import MISMATCH, OK, UNDEFINED, Tolerance, Verdict, Verdicts
 
 COMMANDS = ("value", "grad", "hessian", "jvp")
 
 #: Exit statuses of the command line.
-EXIT_OK, EXIT_MISMATCH, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_MISMATCH, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 @dataclass
@@ -25,8 +27,9 @@ class PointResult:
     point: dict[str, float]
     value: float  # torch's value of the expression (the primal, for jvp)
     autodiff: np.ndarray  # torch's answer
-    reference: np.ndarray  # the symbolic answer at the point, rounded from 30 digits
+    reference: np.ndarray  # the symbolic answer at the point
     verdict: Verdict
+    aux: dict[str, float] = field(default_factory=dict)  # named sub-expressions (batch `let`)
 
     @property
     def status(self) -> str:
@@ -39,23 +42,54 @@ class Report:
     expression: str  # as typed, in SymPy syntax
     variables: tuple[str, ...]
     symbolic: Any  # the reference formula(s) as strings, in the quantity's shape
-    results: list[PointResult]
+    points: np.ndarray  # (P, n)
+    values: np.ndarray  # (P,)
+    autodiff: np.ndarray  # (P, *shape)
+    reference: np.ndarray  # (P, *shape)
+    verdicts: Verdicts
     tolerance: Tolerance
     dtype: str = "float64"
     device: str = "cpu"
     tangent: tuple[float, ...] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    precise: bool = True  # reference at 30 digits (else vectorised float64)
+    aux: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (P,)
+
+    def __len__(self) -> int:
+        return self.points.shape[0]
+
+    def result(self, i: int) -> PointResult:
+        return PointResult(
+            point={v: float(c) for v, c in zip(self.variables, self.points[i])},
+            value=float(self.values[i]),
+            autodiff=self.autodiff[i],
+            reference=self.reference[i],
+            verdict=self.verdicts[i],
+            aux={name: float(values[i]) for name, values in self.aux.items()},
+        )
+
+    @property
+    def results(self) -> list[PointResult]:
+        return [self.result(i) for i in range(len(self))]
 
     @property
     def ok(self) -> bool:
-        return not any(r.status == MISMATCH for r in self.results)
+        return not (self.verdicts.status == MISMATCH).any()
 
     @property
     def exit_code(self) -> int:
         return EXIT_OK if self.ok else EXIT_MISMATCH
 
     def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for r in self.results:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        return counts
+        status = self.verdicts.status
+        return {s: int((status == s).sum()) for s in (OK, UNDEFINED, MISMATCH) if (status == s).any()}
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per status and where the largest errors occur."""
+        out: dict[str, Any] = {"points": len(self), "counts": self.counts()}
+        for key, errors in (("max_abs_err", self.verdicts.abs_err), ("max_rel_err", self.verdicts.rel_err)):
+            if np.isnan(errors).all():
+                out[key] = None
+                continue
+            i = int(np.nanargmax(errors))
+            out[key] = {"value": float(errors[i]), "point": dict(zip(self.variables, map(float, self.points[i])))}
+        return out

@@ -18,6 +18,7 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from functools import reduce
 
+import numpy as np
 import sympy as sp
 
 from diffcli.expr import Node
@@ -300,3 +301,63 @@ def constant_value(node: Node) -> float:
 
 def formula_text(expr: sp.Basic) -> str:
     return str(expr)
+
+
+# -- vectorised float64 evaluation, for many points -------------------------------
+
+
+def _vectorize(fn):
+    def safe(*args):
+        try:
+            return float(fn(*args))
+        except (ValueError, OverflowError, ZeroDivisionError):
+            return math.nan
+
+    return np.vectorize(safe, otypes=[np.float64])
+
+
+def _polygamma(n, x):
+    import torch
+
+    # No numpy or math polygamma; torch's special function (not its autodiff) serves.
+    n, x = np.broadcast_arrays(np.asarray(n, dtype=np.int64), np.asarray(x, dtype=np.float64))
+    out = np.full(x.shape, math.nan)
+    for order in np.unique(n):
+        mask = n == order
+        out[mask] = torch.special.polygamma(int(order), torch.from_numpy(np.ascontiguousarray(x[mask]))).numpy()
+    return out
+
+
+#: numpy implementations of the functions SymPy's NumPy printer leaves by name.
+NUMPY_FUNCTIONS = {
+    "DiracDelta": lambda u, k=0: np.where(np.asarray(u) == 0, math.nan, 0.0),
+    "DiracComb": lambda u, k=0: np.where(np.floor(u) == u, math.nan, 0.0),
+    "Step": lambda u: np.where(np.asarray(u) > 0, 1.0, np.where(np.asarray(u) < 0, 0.0, math.nan)),
+    "cbrt": np.cbrt,
+    "erf": _vectorize(math.erf),
+    "erfc": _vectorize(math.erfc),
+    "gamma": _vectorize(math.gamma),
+    "loggamma": _vectorize(lambda x: math.lgamma(x) if x > 0 else math.nan),
+    "polygamma": _polygamma,
+}
+
+
+def vectorised(exprs: Sequence[sp.Basic], symbols: Sequence[sp.Symbol]) -> Callable[[np.ndarray], np.ndarray]:
+    """One float64 numpy function for several formulas, sharing common sub-expressions.
+
+    Arguments are dummified, so the generated code only holds names that
+    diffcli made. Returns a function of a (P, n) array giving (len(exprs), P).
+    """
+    fn = sp.lambdify(list(symbols), list(exprs), modules=[NUMPY_FUNCTIONS, "numpy"], cse=True, dummify=True)
+
+    def evaluate(points: np.ndarray) -> np.ndarray:
+        columns = [points[:, i] for i in range(points.shape[1])]
+        with np.errstate(all="ignore"):
+            out = fn(*columns)
+        rows = [np.broadcast_to(np.real_if_close(np.asarray(o)), (points.shape[0],)) for o in out]
+        result = np.array(rows, dtype=np.complex128 if any(np.iscomplexobj(r) for r in rows) else np.float64)
+        if np.iscomplexobj(result):
+            result = np.where(result.imag == 0, result.real, math.nan)
+        return result.reshape(len(exprs), points.shape[0])
+
+    return evaluate

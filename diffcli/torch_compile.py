@@ -17,7 +17,7 @@ The function is pure torch and has no data-dependent Python control flow, so
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import reduce
 
 import torch
@@ -165,18 +165,26 @@ class _Evaluation:
 
 
 def compile_torch(
-    node: Node, variables: Sequence[str], dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"
-) -> Callable[[Tensor], Tensor]:
-    """A function of a 1-D tensor (one entry per variable, in order) to a 0-D tensor."""
+    node: Node,
+    variables: Sequence[str],
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    aux: Mapping[str, Node] | None = None,
+) -> Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]:
+    """A function of a 1-D tensor (one entry per variable, in order) to a 0-D tensor
+    and the values of the named sub-expressions ``aux`` (computed in the same pass,
+    so a sub-expression shared with the main expression costs nothing extra)."""
+    aux = dict(aux or {})
     constants = {
         n: torch.tensor(_literal(n), dtype=torch.bool if n.op == "bool" else dtype, device=device)
-        for n in node.walk()
+        for root in (node, *aux.values())
+        for n in root.walk()
         if n.op in ("num", "const", "bool")
     }
     names = list(variables)
 
-    def f(x: Tensor) -> Tensor:
-        env = {name: x[i] for i, name in enumerate(names)}
-        return _Evaluation(env, constants).value(node)
+    def f(x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        evaluation = _Evaluation({name: x[i] for i, name in enumerate(names)}, constants)
+        return evaluation.value(node), {name: evaluation.value(tree) for name, tree in aux.items()}
 
     return f

@@ -46,21 +46,44 @@ class Verdict:
     rel_err: float | None
 
 
+@dataclass(frozen=True)
+class Verdicts:
+    """Verdicts for many points at once: arrays of shape (P,); NaN errors where none is defined."""
+
+    status: np.ndarray
+    abs_err: np.ndarray
+    rel_err: np.ndarray
+
+    def __getitem__(self, i: int) -> Verdict:
+        def optional(x: float) -> float | None:
+            return None if math.isnan(x) else float(x)
+
+        return Verdict(str(self.status[i]), optional(self.abs_err[i]), optional(self.rel_err[i]))
+
+
 def worst(statuses) -> str:
     return max(statuses, key=STATUSES.index, default=OK)
 
 
-def judge(autodiff: np.ndarray, reference: np.ndarray, tol: Tolerance) -> Verdict:
-    """Compare element-wise; NaN or infinite reference elements are undefined."""
-    autodiff = np.asarray(autodiff, dtype=np.float64).ravel()
-    reference = np.asarray(reference, dtype=np.float64).ravel()
-    defined = np.isfinite(reference)
-    if not defined.any():
-        return Verdict(UNDEFINED if reference.size else OK, None, None)
-    a, r = autodiff[defined], reference[defined]
+def judge_many(autodiff: np.ndarray, reference: np.ndarray, tol: Tolerance) -> Verdicts:
+    """Judge P results at once; axis 0 is the point, the rest is the quantity's shape."""
+    points = autodiff.shape[0]
+    a = np.asarray(autodiff, dtype=np.float64).reshape(points, -1)
+    r = np.asarray(reference, dtype=np.float64).reshape(points, -1)
+    defined = np.isfinite(r)
     with np.errstate(invalid="ignore", divide="ignore"):
         diff = np.where(np.isfinite(a), np.abs(a - r), math.inf)
         rel = np.where(diff == 0, 0.0, diff / np.abs(r))
-    close = diff <= tol.atol + tol.rtol * np.abs(r)
-    status = MISMATCH if not close.all() else (UNDEFINED if not defined.all() else OK)
-    return Verdict(status, float(diff.max()), float(rel.max()))
+        close = diff <= tol.atol + tol.rtol * np.abs(r)
+    mismatch = (defined & ~close).any(axis=1)
+    undefined = (~defined).any(axis=1)
+    status = np.where(mismatch, MISMATCH, np.where(undefined, UNDEFINED, OK))
+    any_defined = defined.any(axis=1)
+    abs_err = np.where(any_defined, np.max(np.where(defined, diff, -math.inf), axis=1, initial=-math.inf), math.nan)
+    rel_err = np.where(any_defined, np.max(np.where(defined, rel, -math.inf), axis=1, initial=-math.inf), math.nan)
+    return Verdicts(status.astype(object), abs_err, rel_err)
+
+
+def judge(autodiff: np.ndarray, reference: np.ndarray, tol: Tolerance) -> Verdict:
+    """Compare one result element-wise; NaN or infinite reference elements are undefined."""
+    return judge_many(np.asarray(autodiff)[None], np.asarray(reference)[None], tol)[0]

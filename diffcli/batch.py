@@ -1,0 +1,184 @@
+"""``diffcli batch``: many cases from files, each checked independently.
+
+Every finished record is written (and flushed) as soon as it is done, the
+JUnit file is rewritten atomically after each one, and a bad case only fails
+itself. Ctrl-C or SIGTERM stop the run between records: what finished is kept,
+and the run exits 130.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+
+from diffcli.check import prepare, run
+from diffcli.errors import DiffcliError
+from diffcli.report import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, Report
+from diffcli.suite import CHECKS, Case, read_cases
+from diffcli.verdict import MISMATCH
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 1-based
+    count: int
+
+    def __contains__(self, position: int) -> bool:
+        return position % self.count == self.index - 1
+
+
+def shard_spec(text: str | None) -> Shard | None:
+    """``--shard K/N``: the K-th (1-based) of N slices; case i goes to slice i mod N."""
+    if text is None:
+        return None
+    k, sep, n = text.partition("/")
+    try:
+        shard = Shard(int(k), int(n))
+    except ValueError:
+        raise DiffcliError(f"--shard {text}: expected K/N, e.g. 2/4") from None
+    if not sep or shard.count < 1 or not 1 <= shard.index <= shard.count:
+        raise DiffcliError(f"--shard {text}: need 1 <= K <= N")
+    return shard
+
+
+@dataclass
+class Record:
+    """One case x check: a report, or the error that stopped it."""
+
+    case: Case
+    check: str | None
+    report: Report | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    expect_failures: list[int] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "error"
+        from diffcli.render import overall_status
+
+        return overall_status(self.report.counts())
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in (MISMATCH, "error")
+
+
+def _sample_options(case: Case) -> dict[str, Any]:
+    if case.sample is None:
+        return {}
+    return {
+        "sample": [f"{name}={lo}:{hi}" for name, (lo, hi) in case.sample["box"].items()],
+        "n": case.sample.get("n", 10),
+        "seed": case.sample.get("seed", 0),
+    }
+
+
+def _check_expectations(record: Record, expected: list) -> None:
+    """Golden values, one per `at` point, against torch's answer (same tolerance)."""
+    report = record.report
+    tol = report.tolerance
+    for i, want in enumerate(expected):
+        got = np.asarray(report.autodiff[i], dtype=np.float64)
+        want = np.asarray(want, dtype=np.float64)
+        if want.shape != got.shape or not np.allclose(got, want, rtol=tol.rtol, atol=tol.atol, equal_nan=True):
+            record.expect_failures.append(i)
+            report.verdicts.status[i] = MISMATCH
+
+
+def run_case(case: Case, checks: Sequence[str], options: dict[str, Any]) -> Iterator[Record]:
+    """One record per check; the case's symbolic work is shared between its checks."""
+    if case.error is not None:
+        yield Record(case, None, error=case.error)
+        return
+    formulas = None
+    for check in case.checks or checks:
+        start = time.perf_counter()
+        record = Record(case, check)
+        try:
+            request = prepare(
+                check, case.expr, case.at, variables=case.variables, let=case.let,
+                tangent=case.tangent if check == "jvp" else None,
+                rtol=case.rtol if case.rtol is not None else options.get("rtol"),
+                atol=case.atol if case.atol is not None else options.get("atol"),
+                dtype=options.get("dtype", "float64"), device=options.get("device", "cpu"),
+                precise=options.get("precise"), union=True, **_sample_options(case),
+            )  # fmt: skip
+            if formulas is None:
+                from diffcli.reference import Formulas
+
+                formulas = Formulas(request.tree, request.variables)
+            record.report = run(request, formulas)
+            if check in case.expect:
+                _check_expectations(record, case.expect[check])
+        except DiffcliError as exc:
+            record.error = exc.render()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a bug, but one case must not stop the others
+            record.error = f"internal error: {type(exc).__name__}: {exc}"
+        record.seconds = time.perf_counter() - start
+        yield record
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the run like Ctrl-C does, so finished results are kept."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def load(sources: Sequence[tuple[str, str]], shard: Shard | None) -> list[Case]:
+    cases = [case for name, text in sources for case in read_cases(name, text)]
+    return [case for i, case in enumerate(cases) if shard is None or i in shard]
+
+
+def run_batch(
+    sources: Sequence[tuple[str, str]],
+    *,
+    checks: Sequence[str] | None = None,
+    fmt: str = "plain",
+    junit: str | None = None,
+    shard: Shard | None = None,
+    out: IO[str] = sys.stdout,
+    progress: bool = False,
+    **options: Any,
+) -> int:
+    """Run every case and write as we go; returns the exit status."""
+    from diffcli.render import BatchWriter
+
+    cases = load(sources, shard)
+    writer = BatchWriter(fmt, out, junit, progress=progress, total=len(cases))
+    interrupted = False
+    with _sigterm_interrupts():
+        try:
+            for case in cases:
+                for record in run_case(case, checks or CHECKS, options):
+                    writer.add(record)
+                writer.case_done()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            writer.close(interrupted)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if all(r.ok for r in writer.records) else EXIT_MISMATCH

@@ -1,0 +1,207 @@
+"""Expression files: TOML suites and plain text lists, read into cases.
+
+A bad case (unknown key, wrong type, no expression) becomes a case carrying
+its error, so the rest of the file still runs; only a file that cannot be read
+at all (not TOML) is an error for the whole batch.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from diffcli.errors import DiffcliError
+
+CHECKS = ("value", "grad", "hessian", "jvp")
+
+_CASE_KEYS = {"name", "expr", "vars", "let", "at", "sample", "tangent", "expect", "checks", "rtol", "atol"}
+_DEFAULT_KEYS = {"checks", "rtol", "atol"}
+_SAMPLE_KEYS = {"box", "n", "seed"}
+
+
+@dataclass
+class Case:
+    name: str
+    expr: str
+    file: str
+    line: int | None = None  # text files: the line; TOML: the case's position (1-based)
+    variables: list[str] | None = None
+    let: dict[str, str] = field(default_factory=dict)
+    at: list[Any] = field(default_factory=list)
+    sample: dict[str, Any] | None = None
+    tangent: Any = None
+    expect: dict[str, list] = field(default_factory=dict)
+    checks: tuple[str, ...] | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    error: str | None = None  # why this case cannot run
+
+
+class CaseError(Exception):
+    """A problem with one case: reported for that case, the others still run."""
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _expect_type(where: str, key: str, value: Any, kind: str) -> None:
+    ok = {
+        "string": isinstance(value, str),
+        "number": _is_number(value),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "table": isinstance(value, dict),
+        "array": isinstance(value, list),
+    }[kind]
+    if not ok:
+        raise CaseError(f"{where}: '{key}' must be a {kind}, not {type(value).__name__}")
+
+
+def _number_or_text(where: str, key: str, value: Any) -> None:
+    if not (_is_number(value) or isinstance(value, str)):
+        raise CaseError(f"{where}: '{key}' must be a number or an expression string, not {type(value).__name__}")
+
+
+def _checks(where: str, value: Any) -> tuple[str, ...]:
+    _expect_type(where, "checks", value, "array")
+    for check in value:
+        if check not in CHECKS:
+            raise CaseError(f"{where}: unknown check {check!r} in 'checks' (choose from {', '.join(CHECKS)})")
+    return tuple(value)
+
+
+def _unknown(where: str, table: dict, allowed: set[str]) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise CaseError(f"{where}: unknown key '{extra[0]}' (allowed: {', '.join(sorted(allowed))})")
+
+
+def _point_table(where: str, key: str, value: Any) -> dict:
+    _expect_type(where, key, value, "table")
+    for name, v in value.items():
+        _number_or_text(where, f"{key}.{name}", v)
+    return value
+
+
+def _sample(where: str, value: Any) -> dict:
+    _expect_type(where, "sample", value, "table")
+    _unknown(f"{where} sample", value, _SAMPLE_KEYS)
+    if "box" not in value:
+        raise CaseError(f"{where}: 'sample' needs a 'box' (e.g. box = {{ x = [0, 1] }})")
+    _expect_type(where, "sample.box", value["box"], "table")
+    for name, bounds in value["box"].items():
+        if not (isinstance(bounds, list) and len(bounds) == 2):
+            raise CaseError(f"{where}: 'sample.box.{name}' must be [low, high]")
+        for b in bounds:
+            _number_or_text(where, f"sample.box.{name}", b)
+    for key in ("n", "seed"):
+        if key in value:
+            _expect_type(where, f"sample.{key}", value[key], "integer")
+    return value
+
+
+def _case(raw: Any, defaults: dict, file: str, position: int) -> Case:
+    where = f"{file}: case {position}"
+    if not isinstance(raw, dict):
+        raise CaseError(f"{where}: must be a table")
+    if isinstance(raw.get("name"), str):
+        where = f"{file}: case {position} ({raw['name']!r})"
+    _unknown(where, raw, _CASE_KEYS)
+    if "expr" not in raw:
+        raise CaseError(f"{where}: missing 'expr'")
+    _expect_type(where, "expr", raw["expr"], "string")
+    name = raw.get("name", raw["expr"])
+    _expect_type(where, "name", name, "string")
+    case = Case(name=name, expr=raw["expr"], file=file, line=position)
+    if "vars" in raw:
+        _expect_type(where, "vars", raw["vars"], "array")
+        for v in raw["vars"]:
+            _expect_type(where, "vars", v, "string")
+        case.variables = list(raw["vars"])
+    if "let" in raw:
+        _expect_type(where, "let", raw["let"], "table")
+        for key, text in raw["let"].items():
+            _expect_type(where, f"let.{key}", text, "string")
+        case.let = dict(raw["let"])
+    if "at" in raw:
+        _expect_type(where, "at", raw["at"], "array")
+        case.at = [_point_table(where, f"at[{i}]", p) for i, p in enumerate(raw["at"])]
+    if "sample" in raw:
+        case.sample = _sample(where, raw["sample"])
+    if "tangent" in raw:
+        tangent = raw["tangent"]
+        if isinstance(tangent, list):
+            for t in tangent:
+                _number_or_text(where, "tangent", t)
+        else:
+            _point_table(where, "tangent", tangent)
+        case.tangent = tangent
+    if "expect" in raw:
+        _expect_type(where, "expect", raw["expect"], "table")
+        for check, values in raw["expect"].items():
+            if check not in CHECKS:
+                raise CaseError(f"{where}: unknown check {check!r} in 'expect'")
+            _expect_type(where, f"expect.{check}", values, "array")
+            if len(values) != len(case.at):
+                raise CaseError(f"{where}: 'expect.{check}' has {len(values)} values for {len(case.at)} 'at' points")
+        case.expect = dict(raw["expect"])
+    merged = {**defaults, **{k: raw[k] for k in ("checks", "rtol", "atol") if k in raw}}
+    if "checks" in merged:
+        case.checks = _checks(where, merged["checks"])
+    for key in ("rtol", "atol"):
+        if key in merged:
+            _expect_type(where, key, merged[key], "number")
+            setattr(case, key, float(merged[key]))
+    return case
+
+
+def read_toml(text: str, file: str) -> list[Case]:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DiffcliError(f"{file}: not valid TOML: {exc}") from None
+    extra = sorted(set(doc) - {"defaults", "case"})
+    if extra:
+        raise DiffcliError(f"{file}: unknown top-level key '{extra[0]}' (expected [defaults] and [[case]])")
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise DiffcliError(f"{file}: [defaults] must be a table")
+    try:
+        _unknown(f"{file}: [defaults]", defaults, _DEFAULT_KEYS)
+        if "checks" in defaults:
+            _checks(f"{file}: [defaults]", defaults["checks"])
+    except CaseError as exc:
+        raise DiffcliError(str(exc)) from None
+    raw_cases = doc.get("case", [])
+    if not isinstance(raw_cases, list):
+        raise DiffcliError(f"{file}: 'case' must be an array of tables ([[case]])")
+    cases = []
+    for position, raw in enumerate(raw_cases, start=1):
+        try:
+            cases.append(_case(raw, defaults, file, position))
+        except CaseError as exc:
+            name = raw.get("name") or raw.get("expr") if isinstance(raw, dict) else None
+            label = name if isinstance(name, str) else f"case {position}"
+            cases.append(Case(name=label, expr="", file=file, line=position, error=str(exc)))
+    return cases
+
+
+def read_text(text: str, file: str) -> list[Case]:
+    """One case per line: ``EXPR; POINT; POINT``; ``#`` starts a comment."""
+    cases = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        body = line.split("#", 1)[0].strip()
+        if not body:
+            continue
+        expr, *points = (part.strip() for part in body.split(";"))
+        case = Case(name=expr, expr=expr, file=file, line=number, at=[p for p in points if p])
+        if not expr:
+            case.error = f"{file}:{number}: no expression before ';'"
+        cases.append(case)
+    return cases
+
+
+def read_cases(file: str, text: str) -> list[Case]:
+    """Cases from one file: TOML by its .toml name, text otherwise (standard input included)."""
+    return read_toml(text, file) if file.endswith(".toml") else read_text(text, file)
