@@ -57,3 +57,12 @@ def test_readme_console_examples_are_real_output():
         previous = invoke(command)
         actual = [line.rstrip() for line in previous.output.splitlines()]
         assert actual == [line.rstrip() for line in expected], command
+
+
+@pytest.mark.parametrize("suite", ["seed.toml", "feynman.toml"])
+def test_sample_suites_pass(suite):
+    result = CliRunner().invoke(cli, ["batch", str(ROOT / "samples" / suite), "-f", "plain"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert all(line.startswith("ok\t") for line in lines[:-1])
+    assert lines[-1].endswith(" ok")

@@ -1,0 +1,145 @@
+"""Many points for one expression: grids, samples, CSV tables, combinations, summaries."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from diffcli.check import check, prepare
+from diffcli.cli import cli
+from diffcli.errors import DiffcliError
+
+
+def points_of(**kwargs):
+    return prepare("value", "x + y", **kwargs).points
+
+
+def test_grid_is_an_inclusive_linspace_and_grids_make_a_mesh():
+    p = points_of(grid=["x=0:1:3"], at=["y=5"])
+    np.testing.assert_array_equal(p, [[0.0, 5.0], [0.5, 5.0], [1.0, 5.0]])
+    mesh = points_of(grid=["x=0:1:2", "y=-1:1:3"])
+    assert mesh.shape == (6, 2)
+    assert {tuple(r) for r in mesh} == {(a, b) for a in (0.0, 1.0) for b in (-1.0, 0.0, 1.0)}
+
+
+def test_grid_bounds_are_constant_expressions():
+    p = prepare("value", "sin(x)", grid=["x=0:pi/2:3"]).points
+    np.testing.assert_allclose(p[:, 0], [0, math.pi / 4, math.pi / 2], rtol=0, atol=0)
+
+
+def test_sample_is_uniform_in_the_box_and_reproducible():
+    a = points_of(sample=["x=0:1", "y=-5:-4"], n=500, seed=3)
+    b = points_of(sample=["x=0:1", "y=-5:-4"], n=500, seed=3)
+    c = points_of(sample=["x=0:1", "y=-5:-4"], n=500, seed=4)
+    assert a.shape == (500, 2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a[:, 0].min() >= 0 and a[:, 0].max() <= 1 and a[:, 1].min() >= -5 and a[:, 1].max() <= -4
+    assert abs(a[:, 0].mean() - 0.5) < 0.05
+
+
+def test_sample_combined_with_a_fixed_value():
+    p = points_of(sample=["x=0:1"], n=7, at=["y=2"])
+    assert p.shape == (7, 2) and (p[:, 1] == 2).all()
+
+
+def test_csv_points_with_constant_expression_cells():
+    p = points_of(points_csv="y,x\n1,2\npi,-1e-3\n")
+    np.testing.assert_array_equal(p, [[2.0, 1.0], [-1e-3, math.pi]])
+
+
+def test_csv_combined_with_a_grid():
+    p = prepare("value", "x + y + z", points_csv="x,y\n1,2\n3,4\n", grid=["z=0:1:2"]).points
+    assert p.shape == (4, 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"grid": ["x=0:1"]}, "LOW:HIGH:COUNT"),
+        ({"grid": ["x=0:1:0"], "at": ["y=1"]}, "at least 1"),
+        ({"grid": ["x=0:1:2.5"], "at": ["y=1"]}, "whole number"),
+        ({"grid": ["x=0:1:3"]}, "no value for 'y'"),
+        ({"grid": ["x=0:1:3", "x=0:1:3"], "at": ["y=1"]}, "'x' gets values from both"),
+        ({"grid": ["z=0:1:3"], "at": ["x=1,y=1"]}, "unknown variable 'z'"),
+        ({"sample": ["x=0:1"], "n": 0, "at": ["y=1"]}, "--n must be at least 1"),
+        ({"n": 5, "at": ["x=1,y=1"]}, "--n needs --sample"),
+        ({"points_csv": "x,y\n1\n"}, "line 2 has 1 cells for 2 columns"),
+        ({"points_csv": "x,y\n1,abc\n"}, "must be a constant"),
+        ({"points_csv": "x,y\n"}, "no rows"),
+        ({"points_csv": ""}, "empty"),
+        ({"points_csv": "x,1y\n1,2\n"}, "not a variable name"),
+        ({"grid": ["x=0:1:100000", "y=0:1:100000"]}, "at most"),
+        ({"grid": ["x=0:1:3"], "at": ["1"]}, "give values by name"),
+    ],
+)
+def test_point_source_errors(kwargs, message):
+    with pytest.raises(DiffcliError) as info:
+        prepare("value", "x + y", **kwargs)
+    assert message in info.value.render()
+
+
+def test_many_points_use_the_vectorised_reference_and_agree_with_the_precise_one():
+    grid = ["x=-2:2:9", "y=0.5:3:4"]
+    expr = "x^2 sin(y) + exp(x*y)/(1+y^2) + atan2(y, x) + Abs(x - 1)"
+    fast = check("hessian", expr, grid=grid)
+    precise = check("hessian", expr, grid=grid, precise=True)
+    assert not fast.precise and precise.precise
+    np.testing.assert_allclose(fast.reference, precise.reference, rtol=1e-13, atol=1e-14)
+    np.testing.assert_array_equal(fast.verdicts.status, precise.verdicts.status)
+
+
+def test_vectorised_reference_handles_every_function():
+    expr = (
+        "gamma(x) + loggamma(x) + erf(x) + erfc(x) + sinc(x) + cbrt(-x) + floor(3x) + Mod(x, 0.37)"
+        " + Max(x, 1.5) + Heaviside(x - 1.5) + sign(x - 1.5) + sec(x) + cot(x) + root(x, 3) + log(x, 2)"
+    )
+    grid = ["x=0.55:2.55:17"]
+    fast = check("grad", expr, grid=grid)
+    precise = check("grad", expr, grid=grid, precise=True)
+    np.testing.assert_allclose(fast.reference, precise.reference, rtol=1e-12, atol=1e-14)
+    assert fast.counts() == precise.counts()
+
+
+def test_summary_counts_and_locates_the_largest_errors():
+    report = check("grad", "x*sqrt(x)", grid=["x=0:4:5"])
+    s = report.summary()
+    assert s["points"] == 5 and s["counts"] == {"ok": 4, "mismatch": 1}
+    assert s["max_abs_err"] == {"value": math.inf, "point": {"x": 0.0}}
+
+
+def test_summary_json_leaves_out_results_unless_asked():
+    args = ["grad", "x^2 sin(y)", "--grid", "x=0:1:5", "--grid", "y=0:1:4", "-f", "json"]
+    doc = json.loads(CliRunner().invoke(cli, [*args, "--summary"]).output)
+    assert "results" not in doc and doc["summary"]["points"] == 20 and doc["summary"]["counts"] == {"ok": 20}
+    full = json.loads(CliRunner().invoke(cli, [*args, "--summary", "--results"]).output)
+    assert len(full["results"]) == 20
+    assert len(json.loads(CliRunner().invoke(cli, args).output)["results"]) == 20
+
+
+def test_table_switches_to_the_summary_above_20_points():
+    few = CliRunner().invoke(cli, ["grad", "x^2", "--grid", "x=0:1:20", "-f", "table"]).output
+    many = CliRunner().invoke(cli, ["grad", "x^2", "--grid", "x=0:1:21", "-f", "table"]).output
+    assert few.count("at x=") == 20 and "max abs err" not in few
+    assert "at x=" not in many and "max abs err" in many and "21 points: 21 ok" in many
+
+
+def test_plain_and_csv_summaries():
+    plain = CliRunner().invoke(cli, ["grad", "x*sqrt(x)", "--grid", "x=0:4:5", "--summary"]).output
+    fields = dict(f.split("=", 1) for f in plain.strip().split("\t"))
+    assert fields["points"] == "5" and fields["mismatch"] == "1" and fields["max_abs_err_at"] == "x=0.0"
+    csv_out = CliRunner().invoke(cli, ["grad", "x", "--grid", "x=0:4:5", "--summary", "-f", "csv"]).output
+    assert csv_out.splitlines()[0].startswith("command,points,ok,undefined,mismatch")
+
+
+def test_points_from_stdin_csv():
+    result = CliRunner().invoke(cli, ["grad", "x*y", "--points", "-", "-f", "json"], input="x,y\n1,2\n3,4\n")
+    doc = json.loads(result.output)
+    assert [r["autodiff"] for r in doc["results"]] == [[2.0, 1.0], [4.0, 3.0]]
+
+
+def test_expression_and_points_cannot_both_come_from_stdin():
+    result = CliRunner().invoke(cli, ["grad", "-", "--points", "-"], input="x\n")
+    assert result.exit_code == 2 and "both read standard input" in result.output
