@@ -72,8 +72,11 @@ def transform(command: str, f, tangent: torch.Tensor | None):
     return run
 
 
-def compute(request: Request) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Values (P,), the command's quantity (P, *shape) and aux values, as float64 numpy."""
+def compute(request: Request, progress=None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Values (P,), the command's quantity (P, *shape) and aux values, as float64 numpy.
+
+    ``progress(done, total)``, if given, is called after each chunk of points.
+    """
     device = resolve_device(request.device)
     dtype = getattr(torch, request.dtype)
     f = compile_torch(request.tree, request.variables, dtype, device, request.aux)
@@ -86,6 +89,8 @@ def compute(request: Request) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndar
     for start in range(0, points.shape[0], CHUNK):
         chunk = torch.as_tensor(points[start : start + CHUNK], dtype=dtype, device=device)
         parts.append(batched(chunk))
+        if progress is not None:
+            progress(min(start + CHUNK, points.shape[0]), points.shape[0])
     values = _to_numpy([p[0] for p in parts])
     quantities = _to_numpy([p[1] for p in parts])
     aux = {name: _to_numpy([p[2][name] for p in parts]) for name in request.aux}

@@ -168,11 +168,12 @@ def check(command: str, expression: str, at: Sequence[PointSpec] = (), **options
     return run(prepare(command, expression, at, **options))
 
 
-def run(request: Request, formulas=None) -> Report:
-    """Compute and judge; ``formulas`` (a :class:`diffcli.reference.Formulas`) may be shared between checks."""
+def run(request: Request, formulas=None, progress=None) -> Report:
+    """Compute and judge; ``formulas`` (a :class:`diffcli.reference.Formulas`) may be shared between checks,
+    and ``progress(done, total)`` hears about the autodiff side's progress through the points."""
     from diffcli import autodiff, reference
 
-    values, quantities, aux = autodiff.compute(request)
+    values, quantities, aux = autodiff.compute(request, progress)
     formulas = formulas or reference.Formulas(request.tree, request.variables)
     ref = reference.compute(formulas, request.command, request.points, request.tangent, request.precise)
     return Report(

@@ -132,14 +132,17 @@ def point_options(fn: Callable) -> Callable:
 def run_check(command: str, expr: str, fmt, debug, summary, with_results, points_file, precise, **options) -> None:
     """Check, print, and exit 0 (no mismatch), 1 (a mismatch) or 2 (bad input)."""
     with cli_errors(debug):
-        from diffcli.check import check
-        from diffcli.render import Layout, write
+        from diffcli.check import prepare, run
+        from diffcli.render import Layout, progress_bar, write
 
         if expr == "-" and points_file is not None and points_file.name == "<stdin>":
             raise DiffcliError("EXPR and --points cannot both read standard input")
         points_csv = points_file.read() if points_file is not None else None
-        report = check(command, read_expression(expr), points_csv=points_csv, precise=precise or None, **options)
-        write(report, fmt or default_format(), sys.stdout, Layout(summary=summary, results=with_results))
+        request = prepare(command, read_expression(expr), points_csv=points_csv, precise=precise or None, **options)
+        fmt = fmt or default_format()
+        with progress_bar(sys.stdout, enabled=fmt == "table" and sys.stdout.isatty(), total=len(request.points)) as bar:
+            report = run(request, progress=bar)
+        write(report, fmt, sys.stdout, Layout(summary=summary, results=with_results))
     sys.exit(report.exit_code)
 
 

@@ -14,6 +14,7 @@ import csv
 import json
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -285,12 +286,22 @@ def _summary_table(report: Report):
     from rich.table import Table
     from rich.text import Text
 
-    s = summary_fields(report)
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False)
-    for column in ("points", OK, UNDEFINED, MISMATCH, "max abs err", "at", "max rel err", "at"):
-        table.add_column(column, justify="right" if column != "at" else "left", overflow="fold")
-    counts = [Text(s[k], style=STYLE[k] if s[k] != "0" else "dim") for k in (OK, UNDEFINED, MISMATCH)]
-    table.add_row(s["points"], *counts, s["max_abs_err"], s["max_abs_err_at"], s["max_rel_err"], s["max_rel_err_at"])
+    s = report.summary()
+    table = Table(box=box.SIMPLE, padding=(0, 1), show_edge=False, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_column(overflow="fold")
+    table.add_row("points", str(s["points"]), "")
+    for status in (OK, UNDEFINED, MISMATCH):
+        count = s["counts"].get(status, 0)
+        table.add_row(status, Text(str(count), style=STYLE[status] if count else "dim"), "")
+    for label, key in (("max abs err", "max_abs_err"), ("max rel err", "max_rel_err")):
+        entry = s[key]
+        if entry is None:
+            table.add_row(label, "-", "")
+            continue
+        where = ", ".join(f"{k}={short_number(v)}" for k, v in entry["point"].items())
+        table.add_row(label, f"{entry['value']:.2e}", Text.assemble(("at ", "dim"), where))
     return table
 
 
@@ -305,6 +316,19 @@ def overall_status(counts: dict[str, int]) -> str:
     if counts.get(MISMATCH):
         return MISMATCH
     return UNDEFINED if counts.get(UNDEFINED) else OK
+
+
+@contextmanager
+def progress_bar(out: IO[str], *, enabled: bool, total: int, minimum: int = 100_000):
+    """A transient rich progress bar for long runs on a terminal; a no-op otherwise."""
+    if not enabled or total < minimum:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=console(out), transient=True) as bar:
+        task = bar.add_task("autodiff", total=total)
+        yield lambda done, _total: bar.update(task, completed=done)
 
 
 def console(out: IO[str]):
@@ -336,14 +360,15 @@ def write_table(report: Report, out: IO[str], layout: Layout = Layout()) -> None
             con.print()
             con.print(_point_table(report, report.result(i)))
     tol = report.tolerance
-    precision = "" if report.precise else ", float64 reference"
     con.print()
     con.print(
         Text.assemble(
             (summary_text(report), STYLE[overall_status(report.counts())]),
-            (f"  ({report.dtype}, rtol={tol.rtol:g}, atol={tol.atol:g}{precision})", "dim"),
+            (f"  ({report.dtype}, rtol={tol.rtol:g}, atol={tol.atol:g})", "dim"),
         )
     )
+    if not report.precise:
+        con.print(Text("reference evaluated in float64 (--precise: 30 digits at every point)", style="dim"))
 
 
 WRITERS = {"table": write_table, "plain": write_plain, "json": write_json, "csv": write_csv}

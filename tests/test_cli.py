@@ -192,7 +192,7 @@ def test_internal_errors_are_exit_3_without_traceback(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(diffcli.check, "check", broken)
+    monkeypatch.setattr(diffcli.check, "run", broken)
     result = run("grad", "x", "--at", "x=1")
     assert result.exit_code == 3
     assert "internal error: RuntimeError: boom" in result.output and "Traceback" not in result.output

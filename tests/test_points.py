@@ -122,8 +122,8 @@ def test_summary_json_leaves_out_results_unless_asked():
 def test_table_switches_to_the_summary_above_20_points():
     few = CliRunner().invoke(cli, ["grad", "x^2", "--grid", "x=0:1:20", "-f", "table"]).output
     many = CliRunner().invoke(cli, ["grad", "x^2", "--grid", "x=0:1:21", "-f", "table"]).output
-    assert few.count("at x=") == 20 and "max abs err" not in few
-    assert "at x=" not in many and "max abs err" in many and "21 points: 21 ok" in many
+    assert few.count("  f = ") == 20 and "max abs err" not in few
+    assert "  f = " not in many and "max abs err" in many and "21 points: 21 ok" in many
 
 
 def test_plain_and_csv_summaries():
