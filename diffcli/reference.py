@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: Up to this many points the reference is evaluated to 30 digits.
 PRECISE_POINTS = 16
+#: Points per vectorised evaluation.
+CHUNK = 1 << 16
 
 
 def _map(fn, nested):
@@ -86,7 +88,9 @@ def _evaluate(exprs: list, symbols: list, points: np.ndarray, precise: bool) -> 
         return np.array(
             [[symbolic.evaluate(e, dict(zip(symbols, map(float, p)))) for p in points] for e in exprs], dtype=np.float64
         ).reshape(len(exprs), points.shape[0])
-    return symbolic.vectorised(exprs, symbols)(points)
+    fn = symbolic.vectorised(exprs, symbols)
+    # In chunks, so the temporaries of long formulas stay bounded.
+    return np.concatenate([fn(points[i : i + CHUNK]) for i in range(0, points.shape[0], CHUNK)], axis=1)
 
 
 def compute(
