@@ -20,6 +20,7 @@ import numpy as np
 
 from diffcli.check import prepare, run
 from diffcli.errors import DiffcliError
+from diffcli.limits import DEFAULT
 from diffcli.report import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, Report
 from diffcli.suite import CHECKS, Case, read_cases
 from diffcli.verdict import MISMATCH
@@ -99,7 +100,6 @@ def run_case(case: Case, checks: Sequence[str], options: dict[str, Any]) -> Iter
     if case.error is not None:
         yield Record(case, None, error=case.error)
         return
-    formulas = None
     for check in case.checks or checks:
         start = time.perf_counter()
         record = Record(case, check)
@@ -110,13 +110,10 @@ def run_case(case: Case, checks: Sequence[str], options: dict[str, Any]) -> Iter
                 rtol=case.rtol if case.rtol is not None else options.get("rtol"),
                 atol=case.atol if case.atol is not None else options.get("atol"),
                 dtype=options.get("dtype", "float64"), device=options.get("device", "cpu"),
-                precise=options.get("precise"), union=True, **_sample_options(case),
+                precise=options.get("precise"), union=True, limits=options.get("limits", DEFAULT),
+                **_sample_options(case),
             )  # fmt: skip
-            if formulas is None:
-                from diffcli.reference import Formulas
-
-                formulas = Formulas(request.tree, request.variables)
-            record.report = run(request, formulas)
+            record.report = run(request)
             if check in case.expect:
                 _check_expectations(record, case.expect[check])
         except DiffcliError as exc:

@@ -12,6 +12,8 @@ options) before torch or SymPy does any work, so bad input fails fast with a
 
 from __future__ import annotations
 
+import keyword
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +21,8 @@ import numpy as np
 
 from diffcli.errors import DiffcliError, ParseError
 from diffcli.expr import Node, substitute
-from diffcli.parser import parse_expression
+from diffcli.limits import DEFAULT, Limits
+from diffcli.parser import check_name, parse_expression
 from diffcli.points import PointSpec, resolve_point
 from diffcli.report import COMMANDS, Report
 from diffcli.verdict import DEFAULT_TOLERANCES, Tolerance, judge_many, tolerance_for
@@ -49,27 +52,30 @@ def parse_variables(spec: str | Sequence[str] | None) -> tuple[str, ...] | None:
     if spec is None:
         return None
     names = [n.strip() for n in spec.split(",")] if isinstance(spec, str) else [str(n).strip() for n in spec]
-    names = [n for n in names if n]
+    names = [unicodedata.normalize("NFKC", n) for n in names if n]
     seen = set()
     for name in names:
-        if not name.isidentifier():
+        if not name.isidentifier() or keyword.iskeyword(name):
             raise DiffcliError(f"--vars: '{name}' is not a valid variable name")
+        problem = check_name(name)
+        if problem:
+            raise DiffcliError(f"--vars: {problem}")
         if name in seen:
             raise DiffcliError(f"--vars: '{name}' is listed twice")
         seen.add(name)
     return tuple(names)
 
 
-def parse_lets(lets: Mapping[str, str], given: tuple[str, ...] | None) -> dict[str, Node]:
+def parse_lets(lets: Mapping[str, str], given: tuple[str, ...] | None, limits: Limits = DEFAULT) -> dict[str, Node]:
     """Named sub-expressions; each may use the ones before it."""
     trees: dict[str, Node] = {}
     for name, text in lets.items():
-        if not str(name).isidentifier():
+        if not str(name).isidentifier() or keyword.iskeyword(name) or check_name(name):
             raise DiffcliError(f"let: '{name}' is not a valid name")
         if given and name in given:
             raise DiffcliError(f"let: '{name}' is also a variable")
         try:
-            tree = parse_expression(str(text), given or ())
+            tree = parse_expression(str(text), given or (), limits)
         except ParseError as exc:
             raise ParseError(f"let {name}: {exc.message}", exc.source, exc.start, exc.end) from None
         trees[name] = substitute(tree, trees)
@@ -88,7 +94,7 @@ def _variables(trees: Sequence[Node], given: tuple[str, ...] | None, lets: Mappi
     return given
 
 
-def _points(names, at, grid, sample, n, seed, points_csv, union) -> np.ndarray:
+def _points(names, at, grid, sample, n, seed, points_csv, union, max_points) -> np.ndarray:
     from diffcli import pointsets
 
     if n is not None and not sample:
@@ -98,7 +104,7 @@ def _points(names, at, grid, sample, n, seed, points_csv, union) -> np.ndarray:
         fixed = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
         if not sample:
             return fixed
-        sampled = pointsets.combine([pointsets.sample(sample, 100 if n is None else n, seed)], names)
+        sampled = pointsets.combine([pointsets.sample(sample, 100 if n is None else n, seed, max_points)], names)
         return np.concatenate([fixed, sampled])
     if not (grid or sample or points_csv is not None):
         if not at:
@@ -106,14 +112,16 @@ def _points(names, at, grid, sample, n, seed, points_csv, union) -> np.ndarray:
                 raise DiffcliError(f"give a point with --at, e.g. --at {','.join(f'{v}=1' for v in names)}")
             at = [""]
         return np.array([resolve_point(spec, names) for spec in at], dtype=np.float64).reshape(len(at), len(names))
-    tables = [pointsets.grid(spec) for spec in grid]
+    if len(at) > max_points:
+        raise DiffcliError(f"{len(at)} points requested; at most {max_points} (--max-points)")
+    tables = [pointsets.grid(spec, max_points) for spec in grid]
     if sample:
-        tables.append(pointsets.sample(sample, 100 if n is None else n, seed))
+        tables.append(pointsets.sample(sample, 100 if n is None else n, seed, max_points))
     if points_csv is not None:
         tables.append(pointsets.read_csv(points_csv))
     if at:
         tables.append(pointsets.at_table(at, names))
-    return pointsets.combine(tables, names)
+    return pointsets.combine(tables, names, max_points)
 
 
 def prepare(
@@ -135,6 +143,7 @@ def prepare(
     precise: bool | None = None,
     let: Mapping[str, str] | None = None,
     union: bool = False,
+    limits: Limits = DEFAULT,
 ) -> Request:
     """Validate everything; ``union=True`` makes the points `at` followed by `sample` (as in a suite
     case) rather than their product (as on the command line, where --at fixes the other variables)."""
@@ -146,11 +155,12 @@ def prepare(
         if tol is not None and not (tol >= 0):
             raise DiffcliError(f"{name} must be a number >= 0")
     given = parse_variables(variables)
-    lets = parse_lets(let or {}, given)
-    typed = parse_expression(expression, (given or ()) + tuple(lets))
+    lets = parse_lets(let or {}, given, limits)
+    typed = parse_expression(expression, (given or ()) + tuple(lets), limits)
     tree = substitute(typed, lets)
     names = _variables([typed, *lets.values()], given, lets)
-    points = _points(names, at, grid, sample, n, seed, points_csv, union).astype(dtype).astype(np.float64)
+    points = _points(names, at, grid, sample, n, seed, points_csv, union, limits.max_points)
+    points = points.astype(dtype).astype(np.float64)
     if tangent is not None and command != "jvp":
         raise DiffcliError("--tangent only applies to jvp")
     direction = None
@@ -168,14 +178,15 @@ def check(command: str, expression: str, at: Sequence[PointSpec] = (), **options
     return run(prepare(command, expression, at, **options))
 
 
-def run(request: Request, formulas=None, progress=None) -> Report:
-    """Compute and judge; ``formulas`` (a :class:`diffcli.reference.Formulas`) may be shared between checks,
-    and ``progress(done, total)`` hears about the autodiff side's progress through the points."""
-    from diffcli import autodiff, reference
+def run(request: Request, progress=None) -> Report:
+    """Compute and judge. The symbolic side goes to the current backend (see :mod:`diffcli.worker`);
+    ``progress(done, total)`` hears about the autodiff side's progress through the points."""
+    from diffcli import autodiff, worker
 
     values, quantities, aux = autodiff.compute(request, progress)
-    formulas = formulas or reference.Formulas(request.tree, request.variables)
-    ref = reference.compute(formulas, request.command, request.points, request.tangent, request.precise)
+    ref = worker.current().reference(
+        request.tree, request.variables, request.command, request.points, request.tangent, request.precise
+    )
     return Report(
         command=request.command,
         expression=request.expression,

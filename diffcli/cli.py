@@ -15,6 +15,7 @@ import click
 
 from diffcli import __version__
 from diffcli.errors import DiffcliError
+from diffcli.limits import DEFAULT
 
 FORMATS = ("table", "plain", "json", "csv")
 CHECKS = ("value", "grad", "hessian", "jvp")
@@ -76,6 +77,18 @@ def cli_errors(debug: bool) -> Iterator[None]:
         sys.exit(EXIT_INTERNAL)
 
 
+@contextlib.contextmanager
+def symbolic_worker(limits) -> Iterator[None]:
+    """All SymPy work in this block runs in a worker process under ``limits``; started
+    now, so that it imports SymPy while this process imports torch."""
+    from diffcli import worker
+
+    backend = worker.isolated(limits)
+    backend.start()
+    with worker.using(backend):
+        yield
+
+
 def _apply(fn: Callable, options: list) -> Callable:
     for option in reversed(options):
         fn = option(fn)
@@ -98,8 +111,30 @@ def common_options(fn: Callable) -> Callable:
         click.option("--precise", is_flag=True,
                      help="Evaluate the reference to 30 digits at every point (default: only up to 16 points; "
                           "more are evaluated in float64, vectorised)."),
-        click.option("--debug", is_flag=True, hidden=True, help="Show tracebacks of internal errors."),
+        click.option("--timeout", type=float, metavar="SECONDS",
+                     help=f"Stop symbolic work that takes longer than this per check (default {DEFAULT.timeout:g})."),
+        click.option("--max-memory", type=int, metavar="MIB",
+                     help=f"Memory cap of the symbolic worker (default {DEFAULT.max_memory_mb})."),
+        click.option("--max-points", type=int, metavar="N",
+                     help=f"Refuse checks with more points (default {DEFAULT.max_points:,})."),
+        click.option("--max-length", type=int, metavar="CHARS",
+                     help=f"Refuse longer expressions (default {DEFAULT.max_length:,})."),
+        click.option("--debug", is_flag=True, help="Show the traceback of an internal error (for bug reports)."),
     ])  # fmt: skip
+
+
+def limits_from(options: dict):
+    """Pop the limit options and build the limits (None: the default)."""
+    from diffcli.limits import DEFAULT
+
+    for name in ("timeout", "max_memory", "max_points", "max_length"):
+        value = options.get(name)
+        if value is not None and value <= 0:
+            raise InputError(f"--{name.replace('_', '-')} must be positive")
+    return DEFAULT.with_options(
+        timeout=options.pop("timeout"), max_memory_mb=options.pop("max_memory"),
+        max_points=options.pop("max_points"), max_length=options.pop("max_length"),
+    )  # fmt: skip
 
 
 def point_options(fn: Callable) -> Callable:
@@ -131,14 +166,16 @@ def point_options(fn: Callable) -> Callable:
 
 def run_check(command: str, expr: str, fmt, debug, summary, with_results, points_file, precise, **options) -> None:
     """Check, print, and exit 0 (no mismatch), 1 (a mismatch) or 2 (bad input)."""
-    with cli_errors(debug):
+    limits = limits_from(options)
+    with cli_errors(debug), symbolic_worker(limits):
         from diffcli.check import prepare, run
         from diffcli.render import Layout, progress_bar, write
 
         if expr == "-" and points_file is not None and points_file.name == "<stdin>":
             raise DiffcliError("EXPR and --points cannot both read standard input")
         points_csv = points_file.read() if points_file is not None else None
-        request = prepare(command, read_expression(expr), points_csv=points_csv, precise=precise or None, **options)
+        text = read_expression(expr)
+        request = prepare(command, text, points_csv=points_csv, precise=precise or None, limits=limits, **options)
         fmt = fmt or default_format()
         with progress_bar(sys.stdout, enabled=fmt == "table" and sys.stdout.isatty(), total=len(request.points)) as bar:
             report = run(request, progress=bar)
@@ -229,14 +266,15 @@ def parse_checks(text: str | None) -> tuple[str, ...] | None:
 @click.option("--shard", metavar="K/N", help="Run only the K-th of N deterministic slices of the cases.")
 @common_options
 def batch_command(files, checks, junit, shard, fmt, debug, **options) -> None:
-    with cli_errors(debug):
+    limits = limits_from(options)
+    with cli_errors(debug), symbolic_worker(limits):
         from diffcli.batch import run_batch, shard_spec
 
         sources = [(f.name, f.read()) for f in files]
         outcome = run_batch(
             sources, checks=parse_checks(checks), fmt=fmt or default_format(), junit=junit,
             shard=shard_spec(shard), out=sys.stdout, progress=sys.stdout.isatty() and fmt in (None, "table"),
-            **options,
+            limits=limits, **options,
         )  # fmt: skip
     sys.exit(outcome)
 

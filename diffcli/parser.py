@@ -13,12 +13,15 @@ from __future__ import annotations
 import ast
 import io
 import keyword
+import math
 import tokenize
+import unicodedata
 from dataclasses import dataclass
 
 from diffcli.errors import ParseError
-from diffcli.expr import Node
+from diffcli.expr import COMPARISONS, Node
 from diffcli.language import CONSTANTS, FUNCTIONS, canonical_function, suggest
+from diffcli.limits import DEFAULT, Limits
 
 _BINARY = {ast.Add: "Add", ast.Sub: "Sub", ast.Mult: "Mul", ast.Div: "Div", ast.Pow: "Pow", ast.Mod: "Mod"}
 _COMPARE = {ast.Lt: "Lt", ast.LtE: "Le", ast.Gt: "Gt", ast.GtE: "Ge", ast.Eq: "Eq", ast.NotEq: "Ne"}
@@ -92,7 +95,7 @@ def _syntax_error(exc: SyntaxError, source: str, columns: list[int]) -> ParseErr
     return ParseError(f"syntax error: {exc.msg}", source, column)
 
 
-def _rewrite(source: str) -> _Rewritten:
+def _rewrite(source: str, limits: Limits = DEFAULT) -> _Rewritten:
     """Apply the calculator habits, remembering where every character came from."""
     out: list[str] = []
     columns: list[int] = []
@@ -105,6 +108,10 @@ def _rewrite(source: str) -> _Rewritten:
     position = 0
     for token in _tokens(source):
         start, end = token.start[1], token.end[1]
+        digits = sum(c.isdigit() for c in token.string)
+        if token.type == tokenize.NUMBER and digits > limits.max_literal_digits:
+            message = f"a number with {digits} digits (limit {limits.max_literal_digits})"
+            raise ParseError(message, source, start, end)
         for i in range(position, start):
             emit(source[i], i)
         if _multiplies(previous, token):
@@ -116,6 +123,43 @@ def _rewrite(source: str) -> _Rewritten:
                 emit(source[i], i)
         position, previous = end, token
     return _Rewritten("".join(out), columns)
+
+
+def describe_character(ch: str) -> str:
+    """``U+0445 CYRILLIC SMALL LETTER HA``: how a message names a character."""
+    return f"U+{ord(ch):04X} {unicodedata.name(ch, 'control character')}"
+
+
+def _screen(source: str) -> None:
+    """Control and invisible characters (NUL, zero-width, bidi overrides) are refused wherever they appear."""
+    for i, ch in enumerate(source):
+        if (ch.isascii() and ch.isprintable()) or ch == "\t":
+            continue
+        if unicodedata.category(ch)[0] in "CZ":
+            raise ParseError(f"invisible or control character {describe_character(ch)} is not allowed", source, i)
+
+
+def check_name(name: str) -> str | None:
+    """Why a (NFKC-normalised) name is refused, or None: names are ASCII letters, digits
+    and _, or Greek letters, so that look-alikes (Cyrillic 'х' for 'x') cannot hide."""
+    for ch in name:
+        if not ((ch.isascii() and (ch.isalnum() or ch == "_")) or unicodedata.name(ch, "").startswith("GREEK")):
+            allowed = "names use ASCII letters, digits, _ and Greek letters"
+            return f"the name '{name}' contains {describe_character(ch)}; {allowed}"
+    return None
+
+
+def _check_size(tree: ast.AST, source: str, limits: Limits) -> None:
+    """Node count and nesting depth, without recursion (the builder recurses next)."""
+    count, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > limits.max_nodes:
+            raise ParseError(f"the expression has more than {limits.max_nodes} syntax nodes", source, 0, len(source))
+        if depth > limits.max_depth:
+            raise ParseError(f"the expression is nested more than {limits.max_depth} levels deep", source, 0)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
 
 def _check_one_line(source: str) -> None:
@@ -158,8 +202,14 @@ class _Builder:
         kind = {complex: "complex numbers", str: "strings", bytes: "bytes"}.get(type(node.value), "this constant")
         raise self.fail(f"{kind} are not allowed in an expression", node)
 
+    def checked(self, name: str, node: ast.AST) -> str:
+        problem = check_name(name)
+        if problem:
+            raise self.fail(problem, node)
+        return name
+
     def name(self, node: ast.Name) -> Node:
-        name = node.id
+        name = self.checked(node.id, node)
         if name in self.variables:
             return Node("var", text=name, span=self.span(node))
         if name in CONSTANTS:
@@ -175,7 +225,7 @@ class _Builder:
     def call(self, node: ast.Call) -> Node:
         if not isinstance(node.func, ast.Name):
             raise self.fail("only named functions can be called", node.func)
-        given = node.func.id
+        given = self.checked(node.func.id, node.func)
         name = canonical_function(given)
         if name is None:
             hint = suggest(given)
@@ -260,28 +310,85 @@ class _Builder:
         return built
 
 
-def parse_expression(source: str, variables: frozenset[str] | set[str] = frozenset()) -> Node:
+def parse_expression(
+    source: str, variables: frozenset[str] | set[str] | tuple[str, ...] = frozenset(), limits: Limits = DEFAULT
+) -> Node:
     """Parse one real-valued expression.
 
     ``variables`` are names that must be read as variables even where the
     language has another meaning for them (``E``, ``pi``, ``gamma`` ...).
+    Everything outside the allowlist, and anything past ``limits``, is a
+    :class:`ParseError` pointing at the offending columns.
     """
+    if len(source) > limits.max_length:
+        message = f"the expression is {len(source):,} characters long (limit {limits.max_length:,}; --max-length)"
+        raise ParseError(message, source[:60] + "...", 0, 60)
     source = source.strip()
     if not source:
         raise ParseError("the expression is empty", source, 0)
     _check_one_line(source)
-    rewritten = _rewrite(source)
+    _screen(source)
+    rewritten = _rewrite(source, limits)
     try:
         tree = ast.parse(rewritten.text, mode="eval")
     except SyntaxError as exc:
         raise _syntax_error(exc, source, rewritten.columns) from None
     except (RecursionError, MemoryError):
         raise ParseError("the expression is nested too deeply", source, 0) from None
-    builder = _Builder(source, rewritten, frozenset(variables))
-    try:
-        return builder.real(tree.body)
-    except RecursionError:
-        raise ParseError("the expression is nested too deeply", source, 0) from None
+    _check_size(tree, source, limits)
+    result = _Builder(source, rewritten, frozenset(variables)).real(tree.body)
+    _check_constants(result, source, limits)
+    return result
+
+
+# How constant sub-expressions' magnitudes combine (log10 of an upper bound).
+_BOUNDED = {"sin", "cos", "tanh", "atan", "asin", "acos", "atan2", "erf", "erfc", "sign", "Heaviside", "sinc",
+            *COMPARISONS, "And", "Or", "Not"}  # fmt: skip
+_EXPONENTIAL = {"exp", "sinh", "cosh"}
+_FACTORIAL = {"gamma", "loggamma"}
+
+
+def _magnitude(node: Node, limits: Limits, source: str) -> float | None:
+    """log10 of an upper bound on a constant sub-expression's size (None: not constant).
+
+    SymPy computes constant integer arithmetic exactly, so ``2**10**7`` or
+    ``gamma(10**20)`` would run for minutes or exhaust memory; this estimate
+    refuses them at once, judging the size of the result, not each exponent.
+    Sizes count both ways: 10**-5000 is as costly as 10**5000.
+    """
+    parts = [_magnitude(a, limits, source) for a in node.args]
+    if node.op == "var" or any(p is None for p in parts):
+        return None
+    op = node.op
+    if op == "num":
+        value = abs(float(node.text))
+        size = float(len(node.text)) if math.isinf(value) else abs(math.log10(value)) if value else 0.0
+    elif op in ("const", "bool") or op in _BOUNDED:
+        size = 1.0
+    elif op == "Neg":
+        size = parts[0]
+    elif op in ("Mul", "Div"):
+        size = sum(parts)
+    elif op == "Pow":
+        base, exponent = parts
+        size = 10.0 ** min(exponent, 300) * max(base, 1.0)
+    elif op in _EXPONENTIAL:
+        size = 10.0 ** min(parts[0], 300) * 0.4343
+    elif op in _FACTORIAL:
+        size = 10.0 ** min(parts[0], 300) * max(parts[0], 1.0)
+    elif op in ("log", "loggamma"):
+        size = math.log10(max(parts[0], 1.0) * 2.31) + 1.0
+    else:  # sums, roots, Abs, floor, Max, Mod, Piecewise ...: no bigger than the biggest part
+        size = max(parts, default=1.0) + 0.5
+    if size > limits.max_constant_digits:
+        amount = "more than 10**300" if size > 1e300 else f"about {size:,.0f}"
+        message = f"this constant has {amount} digits (limit {limits.max_constant_digits:,})"
+        raise ParseError(message, source, *node.span)
+    return size
+
+
+def _check_constants(tree: Node, source: str, limits: Limits) -> None:
+    _magnitude(tree, limits, source)
 
 
 def parse_assignments(source: str) -> list[tuple[str | None, str, int]]:
@@ -305,10 +412,10 @@ def parse_assignments(source: str) -> list[tuple[str | None, str, int]]:
         name, sep, value = text.partition("=")
         if not sep:
             name, value = None, text
-        elif value.startswith("=") or not name.strip().isidentifier():
+        elif value.startswith("=") or not unicodedata.normalize("NFKC", name.strip()).isidentifier():
             raise ParseError("expected name=value", source, column, column + len(text))
         else:
-            name = name.strip()
+            name = unicodedata.normalize("NFKC", name.strip())
         if not value.strip():
             raise ParseError("missing value", source, column, column + max(len(text), 1))
         result.append((name, value, column + (len(text) - len(value))))

@@ -37,9 +37,9 @@ def constant(text: str, source: str, column: int, label: str) -> float:
         if names:
             message = f"{label} must be a constant, but uses the name '{names[0]}'"
             raise ParseError(message, source, column, column + len(text))
-        from diffcli.symbolic import constant_value
+        from diffcli import worker
 
-        value = constant_value(node)
+        value = worker.current().constant(node)
     if not math.isfinite(value):
         raise ParseError(f"{label} is not a finite real number", source, column, column + len(text))
     return value

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from diffcli.errors import DiffcliError, ParseError
+from diffcli.parser import check_name
+from diffcli.limits import DEFAULT
 from diffcli.points import PointSpec, constant, resolve_point
 
-#: More points than this is refused before anything is allocated.
-MAX_POINTS = 50_000_000
+MAX_POINTS = DEFAULT.max_points
 
 
 @dataclass(frozen=True)
@@ -58,21 +60,21 @@ def _name_and_range(spec: str, option: str, parts: int) -> tuple[str, list[float
     return name, values
 
 
-def grid(spec: str) -> Table:
+def grid(spec: str, max_points: int = MAX_POINTS) -> Table:
     """``x=-1:1:101``: 101 evenly spaced values from -1 to 1, both included."""
     name, (low, high, count) = _name_and_range(spec, "--grid", 3)
-    if count > MAX_POINTS:
-        raise DiffcliError(f"--grid {spec}: at most {MAX_POINTS} points")
+    if count > max_points:
+        raise DiffcliError(f"--grid {spec}: at most {max_points} points (--max-points)")
     return Table((name,), np.linspace(low, high, int(count)).reshape(-1, 1), f"--grid {spec}")
 
 
-def sample(specs: Sequence[str], n: int, seed: int) -> Table:
+def sample(specs: Sequence[str], n: int, seed: int, max_points: int = MAX_POINTS) -> Table:
     """Uniform points in the box the ``--sample`` options describe; the seed makes them reproducible."""
     boxes = [_name_and_range(spec, "--sample", 2) for spec in specs]
     if n < 1:
         raise DiffcliError("--n must be at least 1")
-    if n > MAX_POINTS:
-        raise DiffcliError(f"--n: at most {MAX_POINTS} points")
+    if n > max_points:
+        raise DiffcliError(f"--n: at most {max_points} points (--max-points)")
     low = np.array([b[1][0] for b in boxes])
     high = np.array([b[1][1] for b in boxes])
     rows = np.random.default_rng(seed).uniform(low, high, size=(n, len(boxes)))
@@ -86,8 +88,9 @@ def read_csv(text: str, source: str = "--points") -> Table:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         raise DiffcliError(f"{source}: the CSV is empty") from None
+    header = [unicodedata.normalize("NFKC", h) for h in header]
     for name in header:
-        if not name.isidentifier():
+        if not name.isidentifier() or check_name(name):
             raise DiffcliError(f"{source}: header '{name}' is not a variable name")
     if len(set(header)) != len(header):
         raise DiffcliError(f"{source}: a column name is repeated")
@@ -121,7 +124,7 @@ def at_table(specs: Sequence[PointSpec], variables: Sequence[str]) -> Table:
     return Table(tuple(names), rows, "--at")
 
 
-def combine(tables: Sequence[Table], variables: Sequence[str]) -> np.ndarray:
+def combine(tables: Sequence[Table], variables: Sequence[str], max_points: int = MAX_POINTS) -> np.ndarray:
     """The cartesian product of the tables, as a (P, n) array in ``variables`` order."""
     owner: dict[str, str] = {}
     for table in tables:
@@ -135,8 +138,8 @@ def combine(tables: Sequence[Table], variables: Sequence[str]) -> np.ndarray:
     if missing:
         raise DiffcliError(f"no value for {', '.join(repr(m) for m in missing)}: add it with --at, --grid or --sample")
     total = int(np.prod([t.rows.shape[0] for t in tables], dtype=np.float64))
-    if total > MAX_POINTS:
-        raise DiffcliError(f"{total} points requested; at most {MAX_POINTS}")
+    if total > max_points:
+        raise DiffcliError(f"{total} points requested; at most {max_points} (--max-points)")
     index = {v: i for i, v in enumerate(variables)}
     points = np.empty((total, len(variables)))
     sizes = [t.rows.shape[0] for t in tables]

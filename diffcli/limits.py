@@ -1,0 +1,32 @@
+"""Resource limits: what diffcli refuses before it starts, and what stops it while it works.
+
+Expressions come from shells and from files anyone can put in a pull request,
+so every dimension of the work is bounded. Size limits are checked by the
+parser before anything recursive runs; symbolic work runs in a separate
+worker process (:mod:`diffcli.worker`) that is killed when it exceeds the
+time limit and cannot allocate past the memory limit. The defaults are in
+SECURITY.md; the ones a user may need to raise have command-line flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_length: int = 10_000  # characters in one expression or point value (--max-length)
+    max_nodes: int = 5_000  # syntax-tree nodes in one expression
+    max_depth: int = 200  # nesting depth of the syntax tree (a sum of n terms nests n deep)
+    max_literal_digits: int = 100  # digits in one number literal
+    max_constant_digits: int = 10_000  # estimated decimal digits of a constant sub-expression's exact value
+    max_points: int = 50_000_000  # points in one check (--max-points)
+    timeout: float = 5.0  # seconds of symbolic work per check (--timeout)
+    max_memory_mb: int = 4_096  # address space of the symbolic worker, in MiB (--max-memory)
+
+    def with_options(self, **options: float | int | None) -> Limits:
+        """These limits with the options that were given (None: keep the default)."""
+        return replace(self, **{k: v for k, v in options.items() if v is not None})
+
+
+DEFAULT = Limits()

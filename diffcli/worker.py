@@ -1,0 +1,202 @@
+"""Where the symbolic work runs: in this process, or in a worker process with limits.
+
+SymPy's exact arithmetic cannot be interrupted from inside the process that
+runs it (a big-integer power is one C call), so the command line runs every
+SymPy step (point constants, derivatives, the reference) in a separate worker
+process: it is killed when one request takes longer than the time limit, and
+its address space is capped so a runaway allocation fails there, not here.
+Library users get the in-process backend unless they ask for isolation.
+
+The worker is started once and reused (a batch sends it every case; the
+per-expression formulas it derived are cached there), and restarted after it
+is killed. It runs under the ``spawn`` start method: nothing of this process
+(torch's threads included) is inherited.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import multiprocessing
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from diffcli.errors import DiffcliError
+from diffcli.limits import DEFAULT, Limits
+
+
+class LimitError(DiffcliError):
+    """A resource limit stopped the work; the message names the limit and its flag."""
+
+
+class InProcess:
+    """SymPy work in this process, with the formulas of recent expressions cached."""
+
+    def __init__(self, cache_size: int = 8):
+        self._formulas: OrderedDict[Any, Any] = OrderedDict()
+        self._cache_size = cache_size
+
+    def constant(self, node) -> float:
+        from diffcli.symbolic import constant_value
+
+        return constant_value(node)
+
+    def formulas(self, tree, variables):
+        from diffcli.reference import Formulas
+
+        key = (tree, tuple(variables))
+        if key in self._formulas:
+            self._formulas.move_to_end(key)
+        else:
+            self._formulas[key] = Formulas(tree, tuple(variables))
+            while len(self._formulas) > self._cache_size:
+                self._formulas.popitem(last=False)
+        return self._formulas[key]
+
+    def reference(self, tree, variables, command, points, tangent, precise):
+        from diffcli import reference
+
+        return reference.compute(self.formulas(tree, variables), command, points, tangent, precise)
+
+    def close(self) -> None:
+        self._formulas.clear()
+
+
+def _serve(conn, max_memory_mb: int) -> None:
+    """The worker's loop: one request in, one answer out, until the pipe closes."""
+    import resource
+    import sys
+
+    limit = max_memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    sys.setrecursionlimit(5_000)
+    import diffcli.reference  # noqa: F401 - SymPy loads now, before the first request's clock starts
+
+    backend = InProcess()
+    conn.send(("ready", None))
+    while True:
+        try:
+            name, args = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        try:
+            conn.send(("ok", getattr(backend, name)(*args)))
+        except DiffcliError as exc:
+            conn.send(("error", exc.render()))
+        except MemoryError:
+            backend.close()
+            conn.send(("memory", None))
+        except RecursionError:
+            conn.send(("error", "the expression is nested too deeply for symbolic differentiation"))
+        except Exception as exc:
+            conn.send(("crash", f"{type(exc).__name__}: {exc}"))
+
+
+class Isolated:
+    """SymPy work in a worker process, killed past ``limits.timeout`` seconds."""
+
+    #: Seconds a new worker may take to start and import SymPy.
+    STARTUP = 60.0
+
+    def __init__(self, limits: Limits = DEFAULT):
+        self.limits = limits
+        self._process = None
+        self._conn = None
+        self._ready = False
+
+    def start(self) -> None:
+        """Start the worker now (it imports SymPy while this process imports torch)."""
+        if self._process is not None and self._process.is_alive():
+            return
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, self.limits.max_memory_mb), daemon=True)
+        self._process.start()
+        child.close()
+        self._conn = parent
+        self._ready = False
+
+    def _wait_until_ready(self) -> None:
+        if self._ready:
+            return
+        if not self._conn.poll(self.STARTUP):
+            self.kill()
+            raise LimitError(f"the symbolic worker did not start within {self.STARTUP:g} s")
+        self._receive()
+        self._ready = True
+
+    def _receive(self):
+        try:
+            return self._conn.recv()
+        except EOFError:
+            code = self._process.exitcode if self._process else None
+            self.kill()
+            raise LimitError(
+                f"the symbolic worker stopped unexpectedly (exit code {code}); "
+                "if it ran out of memory, raise the limit with --max-memory"
+            ) from None
+
+    def _call(self, name: str, *args):
+        self.start()
+        self._wait_until_ready()
+        self._conn.send((name, args))
+        if not self._conn.poll(self.limits.timeout):
+            self.kill()
+            raise LimitError(
+                f"the symbolic work took longer than {self.limits.timeout:g} s and was stopped "
+                "(raise the limit with --timeout)"
+            )
+        kind, payload = self._receive()
+        if kind == "ok":
+            return payload
+        if kind == "memory":
+            raise LimitError(
+                f"the symbolic work needed more than {self.limits.max_memory_mb} MiB of memory "
+                "(raise the limit with --max-memory)"
+            )
+        if kind == "error":
+            raise DiffcliError(payload)
+        raise RuntimeError(f"symbolic worker: {payload}")
+
+    def constant(self, node) -> float:
+        return self._call("constant", node)
+
+    def reference(self, tree, variables, command, points, tangent, precise):
+        return self._call("reference", tree, variables, command, points, tangent, precise)
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join()
+        self._process = self._conn = None
+        self._ready = False
+
+    close = kill
+
+
+_backend: contextvars.ContextVar = contextvars.ContextVar("diffcli_symbolic_backend", default=None)
+_in_process = InProcess()
+_workers: dict[Limits, Isolated] = {}
+
+
+def current():
+    """The backend that symbolic work goes to now."""
+    return _backend.get() or _in_process
+
+
+def isolated(limits: Limits = DEFAULT) -> Isolated:
+    """A worker with these limits, shared by every use in this process."""
+    if limits not in _workers:
+        _workers[limits] = Isolated(limits)
+    return _workers[limits]
+
+
+@contextmanager
+def using(backend) -> Iterator[Any]:
+    """Send the symbolic work in this block to ``backend``."""
+    token = _backend.set(backend)
+    try:
+        yield backend
+    finally:
+        _backend.reset(token)
