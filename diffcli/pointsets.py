@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from diffcli.errors import DiffcliError, ParseError
-from diffcli.parser import check_name
 from diffcli.limits import DEFAULT
+from diffcli.parser import check_name
 from diffcli.points import PointSpec, constant, resolve_point
 
 MAX_POINTS = DEFAULT.max_points
