@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from diffcli import worker
 from diffcli.check import prepare, run
 from diffcli.errors import DiffcliError
 from diffcli.limits import DEFAULT
@@ -126,22 +127,43 @@ def run_case(case: Case, checks: Sequence[str], options: dict[str, Any]) -> Iter
         yield record
 
 
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops the run like Ctrl-C does, so finished results are kept."""
+class _Interrupts:
+    """Ctrl-C and SIGTERM stop the run at once, except while a finished record is being
+    written everywhere: then they wait for it, so the JSON Lines, the table and the
+    JUnit file always hold the same records."""
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+    def __init__(self) -> None:
+        self.writing = False
+        self.pending = False
 
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def handle(self, signum, frame) -> None:
+        if self.writing:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        try:
+            previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave signals alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    @contextmanager
+    def writing_record(self) -> Iterator[None]:
+        self.writing = True
+        try:
+            yield
+        finally:
+            self.writing = False
+            if self.pending:
+                raise KeyboardInterrupt
 
 
 def load(sources: Sequence[tuple[str, str]], shard: Shard | None) -> list[Case]:
@@ -166,15 +188,19 @@ def run_batch(
     cases = load(sources, shard)
     writer = BatchWriter(fmt, out, junit, progress=progress, total=len(cases))
     interrupted = False
-    with _sigterm_interrupts():
+    interrupts = _Interrupts()
+    with interrupts.installed():
         try:
             for case in cases:
                 for record in run_case(case, checks or CHECKS, options):
-                    writer.add(record)
+                    with interrupts.writing_record():
+                        writer.add(record)
                 writer.case_done()
         except KeyboardInterrupt:
             interrupted = True
+            worker.current().close()  # it may be mid-request: never reuse its pipe
         finally:
+            interrupts.writing = True  # a second Ctrl-C must not cut the closing output short
             writer.close(interrupted)
     if interrupted:
         return EXIT_INTERRUPTED

@@ -100,7 +100,11 @@ def _points(names, at, grid, sample, n, seed, points_csv, union, max_points) -> 
     if n is not None and not sample:
         raise DiffcliError("--n needs --sample")
     if union:  # a suite case: its `at` points, then its sampled ones
-        rows = [resolve_point(spec, names, "at") for spec in at]
+        if names and not at and not sample:
+            raise DiffcliError("this case has no points: give 'at' or 'sample'")
+        if len(at) > max_points:
+            raise DiffcliError(f"{len(at)} points; at most {max_points} (--max-points)")
+        rows = [resolve_point(spec, names, "at") for spec in at] or ([()] if not names else [])
         fixed = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
         if not sample:
             return fixed

@@ -232,6 +232,18 @@ def jvp_command(expr: str, **options) -> None:
     run_check("jvp", expr, **options)
 
 
+def read_limited(file, max_mb: int) -> str:
+    """A batch file's text, refused past ``max_mb`` MiB before it is all in memory."""
+    limit = max_mb * 1024 * 1024
+    try:
+        text = file.read(limit + 1)
+    except UnicodeDecodeError as exc:
+        raise DiffcliError(f"{file.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if len(text) > limit:
+        raise DiffcliError(f"{file.name}: larger than {max_mb} MiB")
+    return text
+
+
 def parse_checks(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
@@ -270,7 +282,7 @@ def batch_command(files, checks, junit, shard, fmt, debug, **options) -> None:
     with cli_errors(debug), symbolic_worker(limits):
         from diffcli.batch import run_batch, shard_spec
 
-        sources = [(f.name, f.read()) for f in files]
+        sources = [(f.name, read_limited(f, limits.max_file_mb)) for f in files]
         outcome = run_batch(
             sources, checks=parse_checks(checks), fmt=fmt or default_format(), junit=junit,
             shard=shard_spec(shard), out=sys.stdout, progress=sys.stdout.isatty() and fmt in (None, "table"),

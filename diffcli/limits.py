@@ -23,6 +23,7 @@ class Limits:
     max_points: int = 50_000_000  # points in one check (--max-points)
     timeout: float = 5.0  # seconds of symbolic work per check (--timeout)
     max_memory_mb: int = 4_096  # address space of the symbolic worker, in MiB (--max-memory)
+    max_file_mb: int = 16  # size of one batch file, in MiB
 
     def with_options(self, **options: float | int | None) -> Limits:
         """These limits with the options that were given (None: keep the default)."""

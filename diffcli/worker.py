@@ -66,8 +66,10 @@ class InProcess:
 def _serve(conn, max_memory_mb: int) -> None:
     """The worker's loop: one request in, one answer out, until the pipe closes."""
     import resource
+    import signal
     import sys
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     limit = max_memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     sys.setrecursionlimit(5_000)
