@@ -35,5 +35,8 @@ class ParseError(DiffcliError):
 
 
 def _visible(text: str) -> str:
-    """Control characters as their one-column Unicode pictures, so carets stay aligned."""
-    return "".join(chr(0x2400 + ord(c)) if ord(c) < 0x20 else c for c in text)
+    """Control and invisible characters as one visible column each, so the source stays on
+    one line and the carets stay aligned: C0 controls as their pictures (␀, ␊), others as �."""
+    return "".join(
+        chr(0x2400 + ord(c)) if ord(c) < 0x20 else c if c.isprintable() or c == " " else "\ufffd" for c in text
+    )

@@ -50,10 +50,21 @@ class Formulas:
     """
 
     def __init__(self, tree: Node, variables: tuple[str, ...]):
+        self.tree = tree
         self.variables = variables
         self.symbols = symbolic.symbols_for(variables)
         self.ordered = [self.symbols[v] for v in variables]
         self.expr = symbolic.to_sympy(tree, self.symbols)
+
+    def defined(self, points: np.ndarray, precise: bool) -> np.ndarray:
+        """(P,) bool: where the expression as typed has a real value (see symbolic.defined_at)."""
+        if precise:
+            return np.array([symbolic.defined_at(self.tree, dict(zip(self.variables, map(float, p)))) for p in points])
+        parts = [
+            symbolic.defined_vectorised(self.tree, self.variables, points[i : i + CHUNK])
+            for i in range(0, points.shape[0], CHUNK)
+        ]
+        return np.concatenate(parts) if parts else np.ones(0, dtype=bool)
 
     @cached_property
     def grad(self) -> list[sympy.Expr]:
@@ -105,6 +116,8 @@ def compute(
     needed += formulas.grad if command == "hessian" else []
     evaluated = _evaluate(needed, formulas.ordered, points, precise)
     values = evaluated[: len(leaves)].T.reshape(points.shape[0], *shape).copy()
+    # No value, and no derivative, where the expression as typed is undefined.
+    values[~formulas.defined(points, precise)] = math.nan
     if command != "value":
         values[~np.isfinite(evaluated[len(leaves)])] = math.nan
     if command == "hessian":

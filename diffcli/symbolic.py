@@ -13,6 +13,7 @@ approximates: zero away from the jumps and undefined on them.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
@@ -20,8 +21,9 @@ from functools import reduce
 
 import numpy as np
 import sympy as sp
+from sympy.core.parameters import evaluate as sympy_evaluate
 
-from diffcli.expr import Node
+from diffcli.expr import LEAVES, Node
 
 #: Significant digits of the reference evaluation (float64 has ~16).
 DIGITS = 30
@@ -219,27 +221,80 @@ def number(text: str) -> sp.Rational:
     return sp.Integer(text) if text.isdigit() else sp.Rational(text)
 
 
-def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol]) -> sp.Basic:
-    """The SymPy expression (SymPy's evaluated, canonical form) for a tree."""
+def _leaf(n: Node, symbols: Mapping[str, sp.Basic]) -> sp.Basic:
+    if n.op == "num":
+        return number(n.text)
+    if n.op == "var":
+        return symbols[n.text]
+    if n.op == "const":
+        return _CONSTANTS[n.text]
+    return sp.true if n.text == "True" else sp.false
+
+
+def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) -> sp.Basic:
+    """The SymPy expression for a tree: SymPy's evaluated, canonical form, or with
+    ``typed=True`` the structure as typed (``x/x`` stays a quotient, so numpy
+    evaluates it to NaN at 0, as torch does)."""
     memo: dict[Node, sp.Basic] = {}
 
     def build(n: Node) -> sp.Basic:
+        if n not in memo:
+            memo[n] = _leaf(n, symbols) if n.op in LEAVES else SYMPY[n.op](*(build(a) for a in n.args))
+        return memo[n]
+
+    if typed:
+        with sympy_evaluate(False):
+            return build(node)
+    return build(node)
+
+
+class _UndefinedError(Exception):
+    pass
+
+
+def defined_at(node: Node, point: Mapping[str, float]) -> bool:
+    """Whether the expression *as typed* has a real value at the point: every
+    sub-expression on the path taken is a finite real number (``x/x`` at 0,
+    ``sqrt(x)**2`` at -1 and ``1/(1/x)`` at 0 are not, though SymPy's
+    simplified forms are). Piecewise pieces not taken do not count.
+    """
+    exact = {name: sp.Rational(v) for name, v in point.items()}
+    memo: dict[Node, sp.Basic] = {}
+
+    def value(n: Node) -> sp.Basic:
         if n in memo:
             return memo[n]
-        if n.op == "num":
-            result = number(n.text)
-        elif n.op == "var":
-            result = symbols[n.text]
-        elif n.op == "const":
-            result = _CONSTANTS[n.text]
-        elif n.op == "bool":
-            result = sp.true if n.text == "True" else sp.false
+        if n.op in LEAVES:
+            result = _leaf(n, exact)
+        elif n.op in ("If", "Piecewise"):
+            pieces = (
+                [(n.args[0], n.args[1]), (n.args[2], None)] if n.op == "If" else list(zip(n.args[::2], n.args[1::2]))
+            )
+            result = _taken(pieces)
         else:
-            result = SYMPY[n.op](*(build(a) for a in n.args))
+            try:
+                result = SYMPY[n.op](*(value(a) for a in n.args))
+            except (TypeError, ValueError, ArithmeticError):
+                raise _UndefinedError from None
+            if n.is_condition:
+                if result not in (sp.true, sp.false):
+                    raise _UndefinedError
+            elif not math.isfinite(_as_float(result)):
+                raise _UndefinedError
         memo[n] = result
         return result
 
-    return build(node)
+    def _taken(pieces) -> sp.Basic:
+        for piece, cond in pieces:
+            if cond is None or value(cond) == sp.true:
+                return value(piece)
+        raise _UndefinedError  # no condition holds
+
+    try:
+        value(node)
+    except _UndefinedError:
+        return False
+    return True
 
 
 def gradient(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> list[sp.Expr]:
@@ -304,6 +359,67 @@ def formula_text(expr: sp.Basic) -> str:
 
 
 # -- vectorised float64 evaluation, for many points -------------------------------
+
+
+@functools.cache
+def _numpy_op(op: str, arity: int):
+    """One operation of the language as a float64 numpy function of its operands."""
+    operands = [sp.Symbol(f"_a{i}", real=True) for i in range(arity)]
+    with sympy_evaluate(False):
+        expr = SYMPY[op](*operands)
+    return sp.lambdify(operands, expr, modules=[NUMPY_FUNCTIONS, "numpy"], dummify=False)
+
+
+def defined_vectorised(node: Node, variables: Sequence[str], points: np.ndarray) -> np.ndarray:
+    """(P,) bool: :func:`defined_at` in float64 for many points at once: every
+    sub-expression on the path taken is finite. (An intermediate float64
+    overflow, exp(1000)/exp(1000), counts as undefined here.)"""
+    columns = {name: points[:, i] for i, name in enumerate(variables)}
+    ones = np.ones(points.shape[0], dtype=bool)
+    values: dict[Node, np.ndarray] = {}
+    ok = ones.copy()
+
+    def value(n: Node) -> np.ndarray:
+        if n not in values:
+            if n.op == "var":
+                result = columns[n.text]
+            elif n.op in LEAVES:
+                result = np.full(points.shape[0], float(_leaf(n, {})) if n.op != "bool" else n.text == "True")
+            elif n.op in ("If", "Piecewise"):
+                pieces = _pieces(n)
+                conds = [value(c) if c is not None else ones for _, c in pieces]
+                result = np.select(conds, [value(p) for p, _ in pieces], default=math.nan)
+            else:
+                with np.errstate(all="ignore"):
+                    result = np.broadcast_to(_numpy_op(n.op, len(n.args))(*(value(a) for a in n.args)), ones.shape)
+            values[n] = result
+        return values[n]
+
+    def require(n: Node, where: np.ndarray) -> None:
+        nonlocal ok
+        if n.op in ("If", "Piecewise"):
+            remaining = where
+            for piece, cond in _pieces(n):
+                taken = remaining if cond is None else remaining & value(cond).astype(bool)
+                if cond is not None:
+                    require(cond, remaining)
+                require(piece, taken)
+                remaining = remaining & ~taken
+            ok &= ~remaining  # where no piece applies
+            return
+        for a in n.args:
+            require(a, where)
+        if not n.is_condition:
+            ok &= ~where | np.isfinite(value(n))
+
+    require(node, ones)
+    return ok
+
+
+def _pieces(n: Node) -> list[tuple[Node, Node | None]]:
+    if n.op == "If":
+        return [(n.args[0], n.args[1]), (n.args[2], None)]
+    return list(zip(n.args[::2], n.args[1::2]))
 
 
 def _vectorize(fn):
