@@ -241,3 +241,32 @@ def test_python_dash_m_runs_the_cli():
         [sys.executable, "-m", "diffcli", "grad", "x^2", "--at", "x=3"], capture_output=True, text=True
     )
     assert out.returncode == 0 and out.stdout.split("\t")[2] == "6.0"
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "code"),
+    [
+        (["grad", "sqrt(x)", "--at", "x=0"], "undefined", 0),
+        (["grad", "x*sqrt(x)", "--at", "x=0"], "mismatch", 1),
+        (["grad", "Abs(x)", "--at", "x=0"], "ok", 0),
+        (["grad", "Piecewise((sqrt(x), x > 0), (0, True))", "--at", "x=-1"], "ok", 0),
+        (["grad", "Piecewise((sqrt(x), x > 0), (0, True))", "--at", "x=0"], "ok", 0),
+        (["grad", "Piecewise((log(x), x > 0), (0, True))", "--at", "x=-1"], "ok", 0),
+        (["grad", "Piecewise((log(x), x > 0), (0, True))", "--at", "x=0"], "ok", 0),
+        (["value", "log(x)", "--at", "x=-1"], "undefined", 0),
+        (["value", "1/x", "--at", "x=0"], "undefined", 0),
+        (["grad", "floor(x) + x**2", "--at", "x=1.5"], "ok", 0),
+        (["grad", "x**y", "--at", "x=0,y=1"], "undefined", 0),
+        (["grad", "x/x", "--at", "x=0"], "undefined", 0),
+        (["grad", "sin(x)", "--at", "x=0.5", "--dtype", "float32"], "ok", 0),
+    ],
+)
+def test_exact_verdicts_at_awkward_points(args, status, code):
+    result = run(*args, "-f", "json")
+    assert result.exit_code == code
+    (r,) = strict_json(result.stdout)["results"]
+    assert r["status"] == status
+    if args[1] == "Abs(x)" or "Piecewise" in args[1]:
+        assert r["autodiff"] == [0.0]
+    if args[1] == "floor(x) + x**2":
+        assert r["autodiff"] == [3.0]
