@@ -19,7 +19,9 @@ class Limits:
     max_nodes: int = 5_000  # syntax-tree nodes in one expression
     max_depth: int = 200  # nesting depth of the syntax tree (a sum of n terms nests n deep)
     max_literal_digits: int = 100  # digits in one number literal
-    max_constant_digits: int = 10_000  # estimated decimal digits of a constant sub-expression's exact value
+    max_constant_digits: int = (
+        4_000  # estimated digits of a constant's exact value (Python's int-to-str limit is 4,300)
+    )
     max_points: int = 50_000_000  # points in one check (--max-points)
     timeout: float = 5.0  # seconds of symbolic work per check (--timeout)
     max_memory_mb: int = 4_096  # address space of the symbolic worker, in MiB (--max-memory)

@@ -73,7 +73,12 @@ def _serve(conn, max_memory_mb: int) -> None:
     limit = max_memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     sys.setrecursionlimit(5_000)
-    import diffcli.reference  # noqa: F401 - SymPy loads now, before the first request's clock starts
+    sys.set_int_max_str_digits(0)  # big integers are bounded here by time and memory instead
+    try:
+        import diffcli.reference  # noqa: F401 - SymPy loads now, before the first request's clock starts
+    except (ImportError, MemoryError, OSError) as exc:
+        conn.send(("startup", f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}"))
+        return
 
     backend = InProcess()
     conn.send(("ready", None))
@@ -125,13 +130,21 @@ class Isolated:
         if not self._conn.poll(self.STARTUP):
             self.kill()
             raise LimitError(f"the symbolic worker did not start within {self.STARTUP:g} s")
-        self._receive()
+        kind, payload = self._receive()
+        if kind != "ready":
+            self.kill()
+            raise LimitError(
+                f"the symbolic worker could not start within {self.limits.max_memory_mb} MiB of memory "
+                f"({payload}); it needs about 600 MiB (--max-memory)"
+            )
         self._ready = True
 
     def _receive(self):
         try:
             return self._conn.recv()
         except EOFError:
+            if self._process is not None:
+                self._process.join(5)
             code = self._process.exitcode if self._process else None
             self.kill()
             raise LimitError(

@@ -122,7 +122,8 @@ POINTS = [
     ["grad", "x", "--timeout", "0", "--at", "x=1"],
 ]
 
-SLOW_SYMBOLIC = [  # symbolic work that cannot finish in the time allowed: the worker is killed
+SLOW_SYMBOLIC = [  # symbolic work that cannot finish in the time or memory allowed: the worker is killed
+    ["grad", "--max-memory", "64", "--at", "x=1", "--", "x^2"],
     ["hessian", "--timeout", "0.05", "--at", "x=0.5", "--", "sin(" * 60 + "x" + ")" * 60],
     ["grad", "--timeout", "0.05", "--at", "x=0.5", "--", "+".join(f"sin(x**{i})*exp(x/{i})" for i in range(1, 150))],
 ]
@@ -157,6 +158,8 @@ def test_hostile_input_is_refused_cleanly(args, stdin, tmp_path):
     assert result.stdout == ""
     assert result.stderr.startswith("Error: ")
     assert len(result.stderr.strip().splitlines()) <= 3
+    if "--max-memory" in args or "--timeout" in args[1:3]:
+        assert "--max-memory" in result.stderr or "--timeout" in result.stderr
     assert "Traceback" not in result.output
     assert not sentinel.exists()
     assert elapsed < HANG_GUARD_SECONDS
