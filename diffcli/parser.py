@@ -16,6 +16,7 @@ import keyword
 import math
 import tokenize
 import unicodedata
+import warnings
 from dataclasses import dataclass
 
 from diffcli.errors import ParseError
@@ -80,10 +81,16 @@ def _tokens(source: str) -> list[tokenize.TokenInfo]:
     except (tokenize.TokenError, SyntaxError):
         # Python's own parser words bracket problems best ("'(' was never closed").
         try:
-            ast.parse(source, mode="eval")
+            _python_parse(source)
         except SyntaxError as exc:
             raise _syntax_error(exc, source, list(range(len(source)))) from None
         raise ParseError("cannot read this expression", source, 0) from None
+
+
+def _python_parse(text: str) -> ast.Expression:
+    with warnings.catch_warnings():  # "invalid decimal literal" and the like: not for the user's terminal
+        warnings.simplefilter("ignore")
+        return ast.parse(text, mode="eval")
 
 
 def _syntax_error(exc: SyntaxError, source: str, columns: list[int]) -> ParseError:
@@ -330,7 +337,7 @@ def parse_expression(
     _screen(source)
     rewritten = _rewrite(source, limits)
     try:
-        tree = ast.parse(rewritten.text, mode="eval")
+        tree = _python_parse(rewritten.text)
     except SyntaxError as exc:
         raise _syntax_error(exc, source, rewritten.columns) from None
     except (RecursionError, MemoryError):
