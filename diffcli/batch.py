@@ -112,6 +112,7 @@ def run_case(case: Case, checks: Sequence[str], options: dict[str, Any]) -> Iter
                 atol=case.atol if case.atol is not None else options.get("atol"),
                 dtype=options.get("dtype", "float64"), device=options.get("device", "cpu"),
                 precise=options.get("precise"), union=True, limits=options.get("limits", DEFAULT),
+                engine=options.get("engine", "autograd"),
                 **_sample_options(case),
             )  # fmt: skip
             record.report = run(request)

@@ -45,6 +45,7 @@ class Request:
     expression: str = ""  # as typed, `let` names included
     precise: bool | None = None  # None: 30 digits for a handful of points only
     aux: dict[str, Node] = field(default_factory=dict)  # `let` name -> tree
+    engine: str = "autograd"  # or "func": see diffcli.autodiff
 
 
 def parse_variables(spec: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -148,11 +149,14 @@ def prepare(
     let: Mapping[str, str] | None = None,
     union: bool = False,
     limits: Limits = DEFAULT,
+    engine: str = "autograd",
 ) -> Request:
     """Validate everything; ``union=True`` makes the points `at` followed by `sample` (as in a suite
     case) rather than their product (as on the command line, where --at fixes the other variables)."""
     if command not in COMMANDS:
         raise DiffcliError(f"unknown command '{command}' (choose from {', '.join(COMMANDS)})")
+    if engine not in ("autograd", "func"):
+        raise DiffcliError("--engine must be autograd or func")
     if dtype not in DTYPES:
         raise DiffcliError(f"--dtype must be one of {', '.join(DTYPES)}")
     for name, tol in (("--rtol", rtol), ("--atol", atol)):
@@ -173,7 +177,7 @@ def prepare(
         direction = tuple(float(v) for v in np.asarray(raw, dtype=dtype))
     return Request(
         command, tree, names, points, direction, tolerance_for(dtype, rtol, atol), dtype, device,
-        expression=str(typed), precise=precise, aux=lets,
+        expression=str(typed), precise=precise, aux=lets, engine=engine,
     )  # fmt: skip
 
 
@@ -187,10 +191,12 @@ def run(request: Request, progress=None) -> Report:
     ``progress(done, total)`` hears about the autodiff side's progress through the points."""
     from diffcli import autodiff, worker
 
-    values, quantities, aux = autodiff.compute(request, progress)
-    ref = worker.current().reference(
+    # The symbolic side first: in a worker it runs while this process does the autodiff.
+    pending = worker.current().submit_reference(
         request.tree, request.variables, request.command, request.points, request.tangent, request.precise
     )
+    values, quantities, aux = autodiff.compute(request, progress)
+    ref = pending.result()
     return Report(
         command=request.command,
         expression=request.expression,

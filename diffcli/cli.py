@@ -108,6 +108,9 @@ def common_options(fn: Callable) -> Callable:
                      help="Floating-point type of the autodiff side."),
         click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]",
                      help="Where torch computes."),
+        click.option("--engine", type=click.Choice(["autograd", "func"]), default="autograd", show_default=True,
+                     help="Autodiff mechanism: batched torch.autograd, or torch.func transforms under vmap "
+                          "(same answers; func's first call costs about 0.7 s of imports)."),
         click.option("--precise", is_flag=True,
                      help="Evaluate the reference to 30 digits at every point (default: only up to 16 points; "
                           "more are evaluated in float64, vectorised)."),
@@ -292,4 +295,19 @@ def batch_command(files, checks, junit, shard, fmt, debug, **options) -> None:
 
 
 def main() -> None:
-    cli(prog_name="diffcli")
+    """The console script. Exits with ``os._exit`` once the output is flushed: a normal
+    interpreter shutdown with torch loaded takes about 0.3 s, a fifth of a one-liner.
+    (Files are complete by then; the worker sees its pipe close and exits.)"""
+    try:
+        cli(prog_name="diffcli")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            click.echo(exc.code, err=True)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = EXIT_BROKEN_PIPE
+    os._exit(code)

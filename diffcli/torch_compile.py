@@ -118,9 +118,10 @@ def _literal(node: Node) -> float | bool:
 class _Evaluation:
     """One evaluation of the tree with one set of variable tensors."""
 
-    def __init__(self, env: dict[str, Tensor], constants: dict[Node, Tensor]):
+    def __init__(self, env: dict[str, Tensor], constants: dict[Node, Tensor], exponents: dict[Node, float]):
         self.env = env
         self.constants = constants
+        self.exponents = exponents  # constant exponents to pass as Python numbers (forward mode)
         self.memo: dict[Node, Tensor] = {}
 
     def value(self, node: Node) -> Tensor:
@@ -139,6 +140,8 @@ class _Evaluation:
             return self._select([(value, cond), (other, None)])
         if node.op == "Piecewise":
             return self._select(list(zip(node.args[::2], node.args[1::2])))
+        if node.op == "Pow" and node.args[1] in self.exponents:
+            return torch.pow(self.value(node.args[0]), self.exponents[node.args[1]])
         return TORCH[node.op](*(self.value(a) for a in node.args))
 
     def _select(self, pieces: list[tuple[Node, Node | None]]) -> Tensor:
@@ -161,7 +164,42 @@ class _Evaluation:
 
     def _masked(self, take: Tensor) -> _Evaluation:
         env = {name: torch.where(take, x, x.detach()) for name, x in self.env.items()}
-        return _Evaluation(env, self.constants)
+        return _Evaluation(env, self.constants, self.exponents)
+
+
+class Compiled:
+    """The compiled expression: call it on a tensor (..., n) (the last axis holds the
+    variables, in order) to get the value (...) and the values of the named
+    sub-expressions ``aux`` (computed in the same pass, so a sub-expression shared
+    with the main expression costs nothing extra)."""
+
+    def __init__(
+        self, node: Node, names: list[str], constants: dict[Node, Tensor], aux: dict[str, Node],
+        exponents: dict[Node, float] | None = None,
+    ):  # fmt: skip
+        self.node, self.names, self.constants, self.aux = node, names, constants, aux
+        self.exponents = exponents or {}
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        env = {name: x[..., i] for i, name in enumerate(self.names)}
+        evaluation = _Evaluation(env, self.constants, self.exponents)
+        return evaluation.value(self.node), {name: evaluation.value(tree) for name, tree in self.aux.items()}
+
+    def for_forward_mode(self, dual: Callable[[Tensor], Tensor]) -> Compiled:
+        """The same function for torch's forward mode: every floating-point constant made
+        a dual number with a zero tangent by ``dual`` (mixing plain and dual operands
+        sends torch down a slow path that imports torch._dynamo, about 0.7 s), except
+        constant exponents, which become Python numbers (a dual exponent would add
+        log(base) * 0 = NaN to the tangent of x**2 at x < 0)."""
+        plain = _Evaluation({}, self.constants, {})
+        exponents = {
+            n.args[1]: plain.value(n.args[1]).item()
+            for root in (self.node, *self.aux.values())
+            for n in root.walk()
+            if n.op == "Pow" and not n.args[1].variables()
+        }
+        constants = {n: dual(c) if c.is_floating_point() else c for n, c in self.constants.items()}
+        return Compiled(self.node, self.names, constants, self.aux, exponents)
 
 
 def compile_torch(
@@ -170,10 +208,8 @@ def compile_torch(
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
     aux: Mapping[str, Node] | None = None,
-) -> Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]:
-    """A function of a 1-D tensor (one entry per variable, in order) to a 0-D tensor
-    and the values of the named sub-expressions ``aux`` (computed in the same pass,
-    so a sub-expression shared with the main expression costs nothing extra)."""
+) -> Compiled:
+    """Compile a checked tree (and named sub-expressions) for torch; see :class:`Compiled`."""
     aux = dict(aux or {})
     constants = {
         n: torch.tensor(_literal(n), dtype=torch.bool if n.op == "bool" else dtype, device=device)
@@ -181,10 +217,4 @@ def compile_torch(
         for n in root.walk()
         if n.op in ("num", "const", "bool")
     }
-    names = list(variables)
-
-    def f(x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        evaluation = _Evaluation({name: x[i] for i, name in enumerate(names)}, constants)
-        return evaluation.value(node), {name: evaluation.value(tree) for name, tree in aux.items()}
-
-    return f
+    return Compiled(node, list(variables), constants, aux)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import multiprocessing
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,36 @@ from diffcli.limits import DEFAULT, Limits
 
 class LimitError(DiffcliError):
     """A resource limit stopped the work; the message names the limit and its flag."""
+
+
+class Pending:
+    """A result being computed: ``result()`` waits for it (and raises what it raised).
+
+    In a thread, the call only waits on the worker's pipe, so this process goes on
+    (importing torch, computing autodiff) while the worker does the SymPy work.
+    """
+
+    def __init__(self, fn, *args, background: bool):
+        self._fn, self._args = fn, args
+        self._value = self._error = None
+        self._thread = None
+        if background:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn(*self._args)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self):
+        if self._thread is None:
+            return self._fn(*self._args)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class InProcess:
@@ -58,6 +89,9 @@ class InProcess:
         from diffcli import reference
 
         return reference.compute(self.formulas(tree, variables), command, points, tangent, precise)
+
+    def submit_reference(self, *args) -> Pending:
+        return Pending(self.reference, *args, background=False)  # SymPy here holds the GIL anyway
 
     def close(self) -> None:
         self._formulas.clear()
@@ -179,6 +213,9 @@ class Isolated:
 
     def reference(self, tree, variables, command, points, tangent, precise):
         return self._call("reference", tree, variables, command, points, tangent, precise)
+
+    def submit_reference(self, *args) -> Pending:
+        return Pending(self.reference, *args, background=True)
 
     def kill(self) -> None:
         if self._process is not None:

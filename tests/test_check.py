@@ -68,8 +68,9 @@ def test_square_if_even():
         ("grad", "Max(x, Max(x, y))", "x=0,y=0", "undefined", [0.75, 0.25]),
     ],
 )
-def test_statuses(command, expr, at, status, autodiff):
-    result = only(check(command, expr, [at]))
+@pytest.mark.parametrize("engine", ["autograd", "func"])
+def test_statuses(command, expr, at, status, autodiff, engine):
+    result = only(check(command, expr, [at], engine=engine))
     assert result.status == status
     np.testing.assert_array_equal(result.autodiff, autodiff)
 
