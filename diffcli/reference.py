@@ -55,11 +55,37 @@ class Formulas:
         self.symbols = symbolic.symbols_for(variables)
         self.ordered = [self.symbols[v] for v in variables]
         self.expr = symbolic.to_sympy(tree, self.symbols)
+        # 30-digit values already computed, by (formula, point): the checks of one case
+        # share the value and gradient, and a Hessian's mirrored entries are one formula.
+        self._values: dict[tuple[Any, tuple[float, ...]], float] = {}
+        self._defined: dict[tuple[float, ...], bool] = {}
+
+    def evaluate(self, exprs: list, points: np.ndarray, precise: bool) -> np.ndarray:
+        """(len(exprs), P) float64 values: exactly (rounded from 30 digits), or vectorised."""
+        if not exprs:
+            return np.zeros((0, points.shape[0]))
+        if not precise:
+            fn = symbolic.vectorised(exprs, self.ordered)
+            # In chunks, so the temporaries of long formulas stay bounded.
+            return np.concatenate([fn(points[i : i + CHUNK]) for i in range(0, points.shape[0], CHUNK)], axis=1)
+        rows = [tuple(map(float, p)) for p in points]
+        out = np.empty((len(exprs), len(rows)))
+        for i, expr in enumerate(exprs):
+            for j, row in enumerate(rows):
+                key = (expr, row)
+                if key not in self._values:
+                    self._values[key] = symbolic.evaluate(expr, dict(zip(self.ordered, row)))
+                out[i, j] = self._values[key]
+        return out
 
     def defined(self, points: np.ndarray, precise: bool) -> np.ndarray:
         """(P,) bool: where the expression as typed has a real value (see symbolic.defined_at)."""
         if precise:
-            return np.array([symbolic.defined_at(self.tree, dict(zip(self.variables, map(float, p)))) for p in points])
+            rows = [tuple(map(float, p)) for p in points]
+            for row in rows:
+                if row not in self._defined:
+                    self._defined[row] = symbolic.defined_at(self.tree, dict(zip(self.variables, row)))
+            return np.array([self._defined[row] for row in rows], dtype=bool)
         parts = [
             symbolic.defined_vectorised(self.tree, self.variables, points[i : i + CHUNK])
             for i in range(0, points.shape[0], CHUNK)
@@ -91,19 +117,6 @@ class Reference:
     precise: bool
 
 
-def _evaluate(exprs: list, symbols: list, points: np.ndarray, precise: bool) -> np.ndarray:
-    """(len(exprs), P) float64 values."""
-    if not exprs:
-        return np.zeros((0, points.shape[0]))
-    if precise:
-        return np.array(
-            [[symbolic.evaluate(e, dict(zip(symbols, map(float, p)))) for p in points] for e in exprs], dtype=np.float64
-        ).reshape(len(exprs), points.shape[0])
-    fn = symbolic.vectorised(exprs, symbols)
-    # In chunks, so the temporaries of long formulas stay bounded.
-    return np.concatenate([fn(points[i : i + CHUNK]) for i in range(0, points.shape[0], CHUNK)], axis=1)
-
-
 def compute(
     formulas: Formulas, command: str, points: np.ndarray, tangent=None, precise: bool | None = None
 ) -> Reference:
@@ -114,7 +127,7 @@ def compute(
     leaves = _flatten(quantity)
     needed = leaves + ([formulas.expr] if command != "value" else [])
     needed += formulas.grad if command == "hessian" else []
-    evaluated = _evaluate(needed, formulas.ordered, points, precise)
+    evaluated = formulas.evaluate(needed, points, precise)
     values = evaluated[: len(leaves)].T.reshape(points.shape[0], *shape).copy()
     # No value, and no derivative, where the expression as typed is undefined.
     values[~formulas.defined(points, precise)] = math.nan
