@@ -19,7 +19,7 @@ from typing import IO, Any
 import numpy as np
 
 from diffcli import worker
-from diffcli.check import prepare, run
+from diffcli.check import finish, prepare, start
 from diffcli.errors import DiffcliError
 from diffcli.limits import DEFAULT
 from diffcli.report import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, Report
@@ -96,36 +96,72 @@ def _check_expectations(record: Record, expected: list) -> None:
             report.verdicts.status[i] = MISMATCH
 
 
-def run_case(case: Case, checks: Sequence[str], options: dict[str, Any]) -> Iterator[Record]:
-    """One record per check; the case's symbolic work is shared between its checks."""
+@dataclass
+class _Job:
+    """One check of a case: started (its symbolic side under way), or already failed."""
+
+    record: Record
+    started: Any = None
+    clock: float = 0.0
+
+
+def _prepare(case: Case, check: str, options: dict[str, Any]):
+    return prepare(
+        check, case.expr, case.at, variables=case.variables, let=case.let,
+        tangent=case.tangent if check == "jvp" else None,
+        rtol=case.rtol if case.rtol is not None else options.get("rtol"),
+        atol=case.atol if case.atol is not None else options.get("atol"),
+        dtype=options.get("dtype", "float64"), device=options.get("device", "cpu"),
+        precise=options.get("precise"), union=True, limits=options.get("limits", DEFAULT),
+        engine=options.get("engine", "autograd"), **_sample_options(case),
+    )  # fmt: skip
+
+
+def _failed(record: Record, exc: BaseException) -> Record:
+    if isinstance(exc, DiffcliError):
+        record.error = exc.render()
+    else:  # a bug, but one case must not stop the others
+        record.error = f"internal error: {type(exc).__name__}: {exc}"
+    return record
+
+
+def start_case(case: Case, checks: Sequence[str], options: dict[str, Any], backend=None) -> list[_Job]:
+    """Validate every check of a case and send their symbolic work off (to ``backend``)."""
     if case.error is not None:
-        yield Record(case, None, error=case.error)
-        return
+        return [_Job(Record(case, None, error=case.error))]
+    jobs = []
     for check in case.checks or checks:
-        start = time.perf_counter()
-        record = Record(case, check)
+        job = _Job(Record(case, check), clock=time.perf_counter())
         try:
-            request = prepare(
-                check, case.expr, case.at, variables=case.variables, let=case.let,
-                tangent=case.tangent if check == "jvp" else None,
-                rtol=case.rtol if case.rtol is not None else options.get("rtol"),
-                atol=case.atol if case.atol is not None else options.get("atol"),
-                dtype=options.get("dtype", "float64"), device=options.get("device", "cpu"),
-                precise=options.get("precise"), union=True, limits=options.get("limits", DEFAULT),
-                engine=options.get("engine", "autograd"),
-                **_sample_options(case),
-            )  # fmt: skip
-            record.report = run(request)
-            if check in case.expect:
-                _check_expectations(record, case.expect[check])
-        except DiffcliError as exc:
-            record.error = exc.render()
+            job.started = start(_prepare(case, check, options), backend)
         except (KeyboardInterrupt, SystemExit):
             raise
-        except Exception as exc:  # a bug, but one case must not stop the others
-            record.error = f"internal error: {type(exc).__name__}: {exc}"
-        record.seconds = time.perf_counter() - start
+        except Exception as exc:
+            _failed(job.record, exc)
+        jobs.append(job)
+    return jobs
+
+
+def finish_case(jobs: list[_Job]) -> Iterator[Record]:
+    """The autodiff side of each started check, judged against its reference."""
+    for job in jobs:
+        record = job.record
+        if job.started is not None:
+            try:
+                record.report = finish(job.started)
+                if record.check in record.case.expect:
+                    _check_expectations(record, record.case.expect[record.check])
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:
+                _failed(record, exc)
+        record.seconds = time.perf_counter() - job.clock if job.clock else 0.0
         yield record
+
+
+def run_case(case: Case, checks: Sequence[str], options: dict[str, Any]) -> Iterator[Record]:
+    """One record per check; the case's symbolic work is shared between its checks."""
+    yield from finish_case(start_case(case, checks, options))
 
 
 class _Interrupts:
@@ -190,16 +226,25 @@ def run_batch(
     writer = BatchWriter(fmt, out, junit, progress=progress, total=len(cases))
     interrupted = False
     interrupts = _Interrupts()
+    backends = worker.pool(2)
     with interrupts.installed():
         try:
-            for case in cases:
-                for record in run_case(case, checks or CHECKS, options):
+            # Case i+1's symbolic work starts (on the other worker) before case i is finished.
+            ahead = None
+            for i, case in enumerate(cases):
+                current = ahead if ahead is not None else start_case(case, checks or CHECKS, options, backends[0])
+                ahead = None
+                if i + 1 < len(cases):
+                    following = backends[(i + 1) % len(backends)]
+                    ahead = start_case(cases[i + 1], checks or CHECKS, options, following)
+                for record in finish_case(current):
                     with interrupts.writing_record():
                         writer.add(record)
                 writer.case_done()
         except KeyboardInterrupt:
             interrupted = True
-            worker.current().close()  # it may be mid-request: never reuse its pipe
+            for backend in backends:
+                backend.close()  # it may be mid-request: never reuse its pipe
         finally:
             interrupts.writing = True  # a second Ctrl-C must not cut the closing output short
             writer.close(interrupted)

@@ -186,17 +186,34 @@ def check(command: str, expression: str, at: Sequence[PointSpec] = (), **options
     return run(prepare(command, expression, at, **options))
 
 
-def run(request: Request, progress=None) -> Report:
-    """Compute and judge. The symbolic side goes to the current backend (see :mod:`diffcli.worker`);
-    ``progress(done, total)`` hears about the autodiff side's progress through the points."""
-    from diffcli import autodiff, worker
+@dataclass
+class Started:
+    """A check whose symbolic side is under way (see :func:`start`)."""
 
-    # The symbolic side first: in a worker it runs while this process does the autodiff.
-    pending = worker.current().submit_reference(
+    request: Request
+    reference: object  # a diffcli.worker.Pending
+
+
+def start(request: Request, backend=None) -> Started:
+    """Send the symbolic side off first: in a worker process it runs while this
+    process does the autodiff (and, in a batch, the next case's)."""
+    from diffcli import worker
+
+    backend = backend or worker.current()
+    pending = backend.submit_reference(
         request.tree, request.variables, request.command, request.points, request.tangent, request.precise
     )
+    return Started(request, pending)
+
+
+def finish(started: Started, progress=None) -> Report:
+    """Compute the autodiff side, wait for the reference, and judge.
+    ``progress(done, total)`` hears about the autodiff side's progress through the points."""
+    from diffcli import autodiff
+
+    request = started.request
     values, quantities, aux = autodiff.compute(request, progress)
-    ref = pending.result()
+    ref = started.reference.result()
     return Report(
         command=request.command,
         expression=request.expression,
@@ -214,3 +231,9 @@ def run(request: Request, progress=None) -> Report:
         precise=ref.precise,
         aux=aux,
     )
+
+
+def run(request: Request, progress=None) -> Report:
+    """Compute and judge one check; the symbolic side goes to the current backend
+    (see :mod:`diffcli.worker`)."""
+    return finish(start(request), progress)

@@ -145,6 +145,7 @@ class Isolated:
         self._process = None
         self._conn = None
         self._ready = False
+        self._lock = threading.RLock()  # one request at a time on the pipe, whichever thread asks
 
     def start(self) -> None:
         """Start the worker now (it imports SymPy while this process imports torch)."""
@@ -187,6 +188,10 @@ class Isolated:
             ) from None
 
     def _call(self, name: str, *args):
+        with self._lock:
+            return self._call_locked(name, *args)
+
+    def _call_locked(self, name: str, *args):
         self.start()
         self._wait_until_ready()
         self._conn.send((name, args))
@@ -229,7 +234,7 @@ class Isolated:
 
 _backend: contextvars.ContextVar = contextvars.ContextVar("diffcli_symbolic_backend", default=None)
 _in_process = InProcess()
-_workers: dict[Limits, Isolated] = {}
+_workers: dict[tuple[Limits, int], Isolated] = {}
 
 
 def current():
@@ -237,11 +242,25 @@ def current():
     return _backend.get() or _in_process
 
 
-def isolated(limits: Limits = DEFAULT) -> Isolated:
-    """A worker with these limits, shared by every use in this process."""
-    if limits not in _workers:
-        _workers[limits] = Isolated(limits)
-    return _workers[limits]
+def isolated(limits: Limits = DEFAULT, index: int = 0) -> Isolated:
+    """Worker number ``index`` with these limits, shared by every use in this process."""
+    key = (limits, index)
+    if key not in _workers:
+        _workers[key] = Isolated(limits)
+    return _workers[key]
+
+
+def pool(size: int) -> list:
+    """Backends for independent work: ``size`` workers like the current one (a batch
+    sends its cases round-robin, so the SymPy work of two cases runs on two cores),
+    or the in-process backend alone."""
+    backend = current()
+    if not isinstance(backend, Isolated):
+        return [backend]
+    workers = [isolated(backend.limits, i) for i in range(max(size, 1))]
+    for w in workers:
+        w.start()
+    return workers
 
 
 @contextmanager
