@@ -477,4 +477,3 @@ def vectorised(exprs: Sequence[sp.Basic], symbols: Sequence[sp.Symbol]) -> Calla
         return result.reshape(len(exprs), points.shape[0])
 
     return evaluate
-
