@@ -1,0 +1,254 @@
+"""diffcli's performance targets, measured on this machine.
+
+    python tests/bench/bench.py            # everything (a few minutes)
+    python tests/bench/bench.py --quick    # fewer repeats, no 10**7-point runs
+
+Prints a markdown table: target, measured ratio or figure, bound, pass/fail.
+Every time target is a ratio against a floor measured in the same run,
+interleaved, median of the repeats, because shared machines are noisy. Not
+collected by pytest (timing assertions flake); see the README's Performance
+section for the latest table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+EXPR = "x**2*sin(y) + exp(x*y)/(1+y**2)"
+GRID = ["--grid", "x=-2:2:1000", "--grid", "y=-2:2:1000"]
+rows: list[tuple[str, str, str, str]] = []
+
+
+def diffcli(*args: str) -> list[str]:
+    return [PY, "-m", "diffcli", *args]
+
+
+def wall(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, check=False)
+    return time.perf_counter() - start
+
+
+def interleaved(commands: dict[str, list[str]], repeats: int) -> dict[str, float]:
+    """Median wall time of each command, the commands run in turn, ``repeats`` rounds."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for cmd in commands.values():  # warm the file cache once
+        wall(cmd)
+    for _ in range(repeats):
+        for name, cmd in commands.items():
+            times[name].append(wall(cmd))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def record(target: str, measured: float, bound: float, unit: str = "x") -> None:
+    fmt = f"{measured:.2f}{unit}" if unit == "x" else f"{measured:,.0f} {unit}"
+    rows.append((target, fmt, f"<= {bound:g}{unit}" if unit == "x" else f"< {bound:,.0f} {unit}",
+                 "pass" if measured <= bound else "FAIL"))  # fmt: skip
+
+
+def help_start_up(repeats: int) -> None:
+    commands = {"floor": [PY, "-c", "import click, rich"]}
+    for args in (["--help"], ["--version"], *[[c, "--help"] for c in ("value", "grad", "hessian", "jvp", "batch")]):
+        commands[" ".join(args)] = diffcli(*args)
+    times = interleaved(commands, repeats)
+    worst = max(v for k, v in times.items() if k != "floor")
+    record("1. --help, --version, subcommand --help vs `import click, rich` (worst)", worst / times["floor"], 1.5)
+    out = subprocess.run([PY, "-X", "importtime", "-m", "diffcli", "--help"], capture_output=True, text=True, cwd=ROOT)
+    heavy = [m for m in ("torch", "sympy") if f"| {m}\n" in out.stderr or f"|   {m}\n" in out.stderr]
+    rows.append(("1. --help imports torch or SymPy (python -X importtime)", ", ".join(heavy) or "neither", "neither",
+                 "pass" if not heavy else "FAIL"))  # fmt: skip
+
+
+def one_liners(repeats: int) -> None:
+    commands = {"floor": [PY, "-c", "import torch, sympy"]}
+    for command in ("value", "grad", "hessian", "jvp"):
+        commands[command] = diffcli(command, EXPR, "--at", "x=1,y=2", "--format", "json")
+    times = interleaved(commands, repeats)
+    for command in ("value", "grad", "hessian", "jvp"):
+        record(f"2. one-liner `{command}` vs `import torch, sympy`", times[command] / times["floor"], 1.15)
+
+
+FLOOR_GRID = """
+import sympy, torch
+x, y = sympy.symbols("x y", real=True)
+f = x**2*sympy.sin(y) + sympy.exp(x*y)/(1 + y**2)
+{what} = {formula}
+fn = sympy.lambdify([x, y], {what}, modules="torch", cse=True)
+g = torch.linspace(-2, 2, 1000, dtype=torch.float64)
+X, Y = torch.meshgrid(g, g, indexing="ij")
+out = fn(X.reshape(-1), Y.reshape(-1))
+"""
+
+
+def grids(repeats: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        grad_floor = Path(tmp, "grad.py")
+        grad_floor.write_text(FLOOR_GRID.format(what="grad", formula="[f.diff(v) for v in (x, y)]"))
+        hess_floor = Path(tmp, "hess.py")
+        hess_floor.write_text(FLOOR_GRID.format(what="hess", formula="[f.diff(a, b) for a in (x, y) for b in (x, y)]"))
+        commands = {
+            "grad floor": [PY, str(grad_floor)],
+            "hessian floor": [PY, str(hess_floor)],
+            "grad": diffcli("grad", EXPR, *GRID, "--summary", "--format", "json"),
+            "hessian": diffcli("hessian", EXPR, *GRID, "--summary", "--format", "json"),
+        }
+        times = interleaved(commands, repeats)
+    record("3. 10^6-point grad grid vs lambdified-gradient floor", times["grad"] / times["grad floor"], 1.5)
+    record("3. 10^6-point hessian grid vs the same kind of floor", times["hessian"] / times["hessian floor"], 2.0)
+
+
+def batch(repeats: int) -> None:
+    commands = {
+        "floor": [PY, "-c", "import torch, sympy"],
+        "batch": diffcli("batch", "samples/feynman.toml", "--format", "json"),
+    }
+    times = interleaved(commands, repeats)
+    record("4. feynman.toml batch (100 x 4 x 10) vs `import torch, sympy`", times["batch"] / times["floor"], 3.0)
+
+
+def peak_rss_mib(cmd: list[str]) -> float:
+    """Peak resident memory of a command and its child processes, sampled every 20 ms."""
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, _tree_rss(process.pid))
+        time.sleep(0.02)
+    return peak / 1024
+
+
+def _tree_rss(pid: int) -> int:
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def memory(quick: bool) -> None:
+    def grid(n: int) -> list[str]:
+        side = round(n**0.5)
+        return diffcli(
+            "grad", EXPR, "--grid", f"x=-2:2:{side}", "--grid", f"y=-2:2:{side}", "--summary", "--format", "json"
+        )
+
+    small = peak_rss_mib(grid(10**5))
+    rows.append(("5. peak RSS, 10^5-point summary grid (all processes)", f"{small:,.0f} MiB", "-", "-"))
+    if quick:
+        return
+    large = peak_rss_mib(grid(10**7))
+    record("5. peak RSS, 10^7-point summary grid (all processes)", large, 1024, "MiB")
+    rows.append(("5. RSS growth 10^5 -> 10^7 points (100x the points)", f"{large / small:.1f}x", "far below 100x",
+                 "pass" if large / small < 10 else "FAIL"))  # fmt: skip
+
+
+def peers(points: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    from diffcli import autodiff
+    from diffcli.check import prepare
+
+    side = int(points**0.5)
+    for command in ("grad", "hessian"):
+        req = prepare(command, EXPR, grid=[f"x=-2:2:{side}", f"y=-2:2:{side}"])
+        autodiff.compute(req)  # warm
+        start = time.perf_counter()
+        autodiff.compute(req)
+        ours = req.points.shape[0] / (time.perf_counter() - start)
+        rows.append(
+            (f"6. diffcli autodiff {command} throughput (library, imports excluded)", f"{ours:,.0f} pts/s", "-", "-")
+        )
+        jax_rate = _jax_rate(command, req.points)
+        if jax_rate is None:
+            rows.append((f"6. JAX jit(vmap({command})) float64 CPU", "skipped: jax not installed", "-", "-"))
+        else:
+            rows.append((f"6. JAX jit(vmap({command})) float64 CPU", f"{jax_rate:,.0f} pts/s", "-", "-"))
+            record(f"6. diffcli {command} throughput / JAX's (at least as fast)", jax_rate / ours, 1.0)
+        loop = _loop_rate(command, req.points[:1000])
+        rows.append(
+            (f"6. per-point torch.autograd loop {command} (10^3 points, scaled)", f"{loop:,.0f} pts/s", "-", "-")
+        )
+
+
+def _jax_rate(command: str, points) -> float | None:
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    def f(p):
+        x, y = p[0], p[1]
+        return x**2 * jnp.sin(y) + jnp.exp(x * y) / (1 + y**2)
+
+    transform = jax.grad(f) if command == "grad" else jax.hessian(f)
+    fn = jax.jit(jax.vmap(transform))
+    data = jnp.asarray(points)
+    fn(data).block_until_ready()
+    start = time.perf_counter()
+    fn(data).block_until_ready()
+    return points.shape[0] / (time.perf_counter() - start)
+
+
+def _loop_rate(command: str, points) -> float:
+    import torch
+
+    start = time.perf_counter()
+    for p in points:
+        v = torch.tensor(p, dtype=torch.float64, requires_grad=True)
+        out = v[0] ** 2 * torch.sin(v[1]) + torch.exp(v[0] * v[1]) / (1 + v[1] ** 2)
+        (g,) = torch.autograd.grad(out, v, create_graph=command == "hessian")
+        if command == "hessian":
+            [torch.autograd.grad(g[i], v, retain_graph=True) for i in range(2)]
+    return points.shape[0] / (time.perf_counter() - start)
+
+
+def gpu() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        rows.append(("7. --device cuda, 10^7-point grid", "skipped: no CUDA device", "-", "-"))
+        return
+    cmd = diffcli("grad", EXPR, "--grid", "x=-2:2:3163", "--grid", "y=-2:2:3163", "--summary", "--format", "json",
+                  "--device", "cuda")  # fmt: skip
+    seconds = wall(cmd)
+    rows.append(("7. --device cuda, 10^7-point grid", f"{10**7 / seconds:,.0f} pts/s (whole command)", "-", "-"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 repeats, no 10**7-point runs")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 5
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    help_start_up(repeats)
+    one_liners(repeats)
+    grids(repeats)
+    batch(repeats)
+    memory(args.quick)
+    peers(10**6)
+    gpu()
+    print(f"Machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+          f"median of {repeats} interleaved runs per ratio.\n")  # fmt: skip
+    print("| target | measured | bound | result |\n| --- | --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
