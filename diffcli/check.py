@@ -24,8 +24,8 @@ from diffcli.expr import Node, substitute
 from diffcli.limits import DEFAULT, Limits
 from diffcli.parser import check_name, parse_expression
 from diffcli.points import PointSpec, resolve_point
-from diffcli.report import COMMANDS, Report
-from diffcli.verdict import DEFAULT_TOLERANCES, Tolerance, judge_many, tolerance_for
+from diffcli.report import COMMANDS, Report, Summary
+from diffcli.verdict import DEFAULT_TOLERANCES, Tolerance, Verdicts, judge_many, tolerance_for
 
 DTYPES = tuple(DEFAULT_TOLERANCES)
 
@@ -168,7 +168,8 @@ def prepare(
     tree = substitute(typed, lets)
     names = _variables([typed, *lets.values()], given, lets)
     points = _points(names, at, grid, sample, n, seed, points_csv, union, limits.max_points)
-    points = points.astype(dtype).astype(np.float64)
+    if dtype != "float64":  # the coordinates as the dtype holds them
+        points = points.astype(dtype).astype(np.float64)
     if tangent is not None and command != "jvp":
         raise DiffcliError("--tangent only applies to jvp")
     direction = None
@@ -231,6 +232,46 @@ def finish(started: Started, progress=None) -> Report:
         precise=ref.precise,
         aux=aux,
     )
+
+
+def run_summary(request: Request, progress=None, backend=None) -> Report:
+    """Only the summary, chunk by chunk, so memory does not grow with the number of points:
+    each chunk's reference is computed (in a worker) while the previous chunk's autodiff
+    runs, then judged, counted and dropped. The report's arrays are empty."""
+    from dataclasses import replace
+
+    from diffcli import autodiff, reference, worker
+
+    backend = backend or worker.current()
+    total = request.points.shape[0]
+    precise = request.precise if request.precise is not None else total <= reference.PRECISE_POINTS
+    parts = [replace(request, points=request.points[i : i + autodiff.CHUNK], precise=precise)
+             for i in range(0, total, autodiff.CHUNK)]  # fmt: skip
+
+    def submit(part: Request):
+        args = (part.tree, part.variables, part.command, part.points, part.tangent, part.precise)
+        return backend.submit_reference(*args)
+
+    summary = Summary(request.variables)
+    ahead = submit(parts[0])
+    symbolic = None
+    for k, part in enumerate(parts):
+        pending, ahead = ahead, submit(parts[k + 1]) if k + 1 < len(parts) else None
+        _, quantities, _ = autodiff.compute(part)
+        ref = pending.result()
+        summary.add(part.points, judge_many(quantities, ref.values, request.tolerance))
+        symbolic = ref.formulas
+        if progress is not None:
+            progress(min((k + 1) * autodiff.CHUNK, total), total)
+    shape = (0, *np.shape(symbolic)) if isinstance(symbolic, list) else (0,)
+    empty = np.zeros(shape)
+    return Report(
+        command=request.command, expression=request.expression, variables=request.variables, symbolic=symbolic,
+        points=np.zeros((0, len(request.variables))), values=np.zeros(0), autodiff=empty, reference=empty,
+        verdicts=Verdicts(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0)), tolerance=request.tolerance,
+        dtype=request.dtype,
+        device=request.device, tangent=request.tangent, precise=precise, streamed=summary,
+    )  # fmt: skip
 
 
 def run(request: Request, progress=None) -> Report:

@@ -171,8 +171,8 @@ def run_check(command: str, expr: str, fmt, debug, summary, with_results, points
     """Check, print, and exit 0 (no mismatch), 1 (a mismatch) or 2 (bad input)."""
     limits = limits_from(options)
     with cli_errors(debug), symbolic_worker(limits):
-        from diffcli.check import prepare, run
-        from diffcli.render import Layout, progress_bar, write
+        from diffcli.check import prepare, run, run_summary
+        from diffcli.render import TABLE_POINTS, Layout, progress_bar, write
 
         if expr == "-" and points_file is not None and points_file.name == "<stdin>":
             raise DiffcliError("EXPR and --points cannot both read standard input")
@@ -180,8 +180,10 @@ def run_check(command: str, expr: str, fmt, debug, summary, with_results, points
         text = read_expression(expr)
         request = prepare(command, text, points_csv=points_csv, precise=precise or None, limits=limits, **options)
         fmt = fmt or default_format()
+        # Only a summary wanted: stream it, so memory does not grow with the points.
+        only_summary = (summary or (fmt == "table" and len(request.points) > TABLE_POINTS)) and not with_results
         with progress_bar(sys.stdout, enabled=fmt == "table" and sys.stdout.isatty(), total=len(request.points)) as bar:
-            report = run(request, progress=bar)
+            report = (run_summary if only_summary else run)(request, progress=bar)
         write(report, fmt, sys.stdout, Layout(summary=summary, results=with_results))
     sys.exit(report.exit_code)
 

@@ -143,9 +143,10 @@ def combine(tables: Sequence[Table], variables: Sequence[str], max_points: int =
     index = {v: i for i, v in enumerate(variables)}
     points = np.empty((total, len(variables)))
     sizes = [t.rows.shape[0] for t in tables]
-    grids = np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij") if tables else []
-    for table, rows in zip(tables, grids):
-        chosen = table.rows[rows.ravel()]
-        for j, name in enumerate(table.names):
-            points[:, index[name]] = chosen[:, j]
+    for k, table in enumerate(tables):
+        inner = int(np.prod(sizes[k + 1 :], dtype=np.int64))  # later tables vary fastest
+        outer = total // (inner * sizes[k])
+        for j, name in enumerate(table.names):  # column by column: no (P, n) index arrays
+            column = points[:, index[name]].reshape(outer, sizes[k], inner)
+            column[...] = table.rows[:, j][None, :, None]
     return points

@@ -59,13 +59,17 @@ class Formulas:
         # share the value and gradient, and a Hessian's mirrored entries are one formula.
         self._values: dict[tuple[Any, tuple[float, ...]], float] = {}
         self._defined: dict[tuple[float, ...], bool] = {}
+        self._vectorised: dict[tuple, Any] = {}  # lambdified once, reused for every chunk of points
 
     def evaluate(self, exprs: list, points: np.ndarray, precise: bool) -> np.ndarray:
         """(len(exprs), P) float64 values: exactly (rounded from 30 digits), or vectorised."""
         if not exprs:
             return np.zeros((0, points.shape[0]))
         if not precise:
-            fn = symbolic.vectorised(exprs, self.ordered)
+            key = tuple(exprs)
+            if key not in self._vectorised:
+                self._vectorised[key] = symbolic.vectorised(exprs, self.ordered)
+            fn = self._vectorised[key]
             # In chunks, so the temporaries of long formulas stay bounded.
             return np.concatenate([fn(points[i : i + CHUNK]) for i in range(0, points.shape[0], CHUNK)], axis=1)
         rows = [tuple(map(float, p)) for p in points]

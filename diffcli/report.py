@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcli.verdict import MISMATCH, OK, UNDEFINED, Tolerance, Verdict, Verdicts
+from diffcli.verdict import MISMATCH, OK, STATUSES, UNDEFINED, Tolerance, Verdict, Verdicts
 
 COMMANDS = ("value", "grad", "hessian", "jvp")
 
@@ -37,6 +37,40 @@ class PointResult:
 
 
 @dataclass
+class Summary:
+    """Counts per status and the largest errors with their points, accumulated chunk by
+    chunk, so a summary of 10**7 points never holds 10**7 results."""
+
+    variables: tuple[str, ...]
+    points: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    largest: dict[str, tuple[float, tuple[float, ...]]] = field(default_factory=dict)  # key -> (error, point)
+
+    def add(self, points: np.ndarray, verdicts: Verdicts) -> Summary:
+        self.points += points.shape[0]
+        for s in (OK, UNDEFINED, MISMATCH):
+            found = int((verdicts.status == s).sum())
+            if found:
+                self.counts[s] = self.counts.get(s, 0) + found
+        for key, errors in (("max_abs_err", verdicts.abs_err), ("max_rel_err", verdicts.rel_err)):
+            if errors.size and not np.isnan(errors).all():
+                i = int(np.nanargmax(errors))
+                if key not in self.largest or errors[i] > self.largest[key][0]:
+                    self.largest[key] = (float(errors[i]), tuple(map(float, points[i])))
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "points": self.points,
+            "counts": {s: self.counts[s] for s in STATUSES if s in self.counts},
+        }
+        for key in ("max_abs_err", "max_rel_err"):
+            entry = self.largest.get(key)
+            out[key] = None if entry is None else {"value": entry[0], "point": dict(zip(self.variables, entry[1]))}
+        return out
+
+
+@dataclass
 class Report:
     command: str
     expression: str  # as typed, in SymPy syntax
@@ -53,9 +87,10 @@ class Report:
     tangent: tuple[float, ...] | None = None
     precise: bool = True  # reference at 30 digits (else vectorised float64)
     aux: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (P,)
+    streamed: Summary | None = None  # set when only the summary was kept (the arrays are empty)
 
     def __len__(self) -> int:
-        return self.points.shape[0]
+        return self.streamed.points if self.streamed is not None else self.points.shape[0]
 
     def result(self, i: int) -> PointResult:
         return PointResult(
@@ -73,23 +108,17 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not (self.verdicts.status == MISMATCH).any()
+        return not self.counts().get(MISMATCH)
 
     @property
     def exit_code(self) -> int:
         return EXIT_OK if self.ok else EXIT_MISMATCH
 
     def counts(self) -> dict[str, int]:
-        status = self.verdicts.status
-        return {s: int((status == s).sum()) for s in (OK, UNDEFINED, MISMATCH) if (status == s).any()}
+        return self.summary()["counts"]
 
     def summary(self) -> dict[str, Any]:
         """Counts per status and where the largest errors occur."""
-        out: dict[str, Any] = {"points": len(self), "counts": self.counts()}
-        for key, errors in (("max_abs_err", self.verdicts.abs_err), ("max_rel_err", self.verdicts.rel_err)):
-            if np.isnan(errors).all():
-                out[key] = None
-                continue
-            i = int(np.nanargmax(errors))
-            out[key] = {"value": float(errors[i]), "point": dict(zip(self.variables, map(float, self.points[i])))}
-        return out
+        if self.streamed is not None:
+            return self.streamed.as_dict()
+        return Summary(self.variables).add(self.points, self.verdicts).as_dict()
