@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from diffcli.check import Request
 
 #: Points per batch.
-CHUNK = 1 << 16
+CHUNK = 1 << 17
 ENGINES = ("autograd", "func")
 
 
