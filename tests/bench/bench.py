@@ -177,7 +177,7 @@ def peers(points: int) -> None:
             rows.append((f"6. JAX jit(vmap({command})) float64 CPU", "skipped: jax not installed", "-", "-"))
         else:
             rows.append((f"6. JAX jit(vmap({command})) float64 CPU", f"{jax_rate:,.0f} pts/s", "-", "-"))
-            record(f"6. diffcli {command} throughput / JAX's (at least as fast)", jax_rate / ours, 1.0)
+            record(f"6. JAX's {command} throughput / diffcli's (diffcli at least as fast)", jax_rate / ours, 1.0)
         loop = _loop_rate(command, req.points[:1000])
         rows.append(
             (f"6. per-point torch.autograd loop {command} (10^3 points, scaled)", f"{loop:,.0f} pts/s", "-", "-")
