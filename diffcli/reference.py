@@ -60,6 +60,12 @@ class Formulas:
         self._values: dict[tuple[Any, tuple[float, ...]], float] = {}
         self._defined: dict[tuple[float, ...], bool] = {}
         self._vectorised: dict[tuple, Any] = {}  # lambdified once, reused for every chunk of points
+        self._text: dict[Any, str] = {}  # printed once (a Hessian's mirrored entries are one formula)
+
+    def text(self, expr) -> str:
+        if expr not in self._text:
+            self._text[expr] = symbolic.formula_text(expr)
+        return self._text[expr]
 
     def evaluate(self, exprs: list, points: np.ndarray, precise: bool) -> np.ndarray:
         """(len(exprs), P) float64 values: exactly (rounded from 30 digits), or vectorised."""
@@ -140,4 +146,4 @@ def compute(
     if command == "hessian":
         first = np.isfinite(evaluated[len(leaves) + 1 :].T)  # (P, n)
         values[~(first[:, :, None] & first[:, None, :])] = math.nan
-    return Reference(_map(symbolic.formula_text, quantity), values, precise)
+    return Reference(_map(formulas.text, quantity), values, precise)

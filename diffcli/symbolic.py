@@ -331,20 +331,24 @@ def evaluate(expr: sp.Basic, point: Mapping[sp.Symbol, float]) -> float:
 
 
 def _as_float(value: sp.Basic) -> float:
-    if value in (sp.oo, sp.S.Infinity):
-        return math.inf
-    if value == sp.S.NegativeInfinity:
-        return -math.inf
-    if not isinstance(value, sp.Expr) or value.has(sp.zoo, sp.nan) or not value.is_number:
+    """An exact SymPy value, rounded from DIGITS significant digits to a float:
+    NaN where it is not a real number, +-inf where it is a signed infinity."""
+    if not isinstance(value, sp.Expr):
         return math.nan
+    if value.is_Rational or value.is_Float:  # exact already (the common case of polynomials)
+        return float(value)
+    if value is sp.oo or value is sp.S.NegativeInfinity:
+        return float(value)
     try:
         approx = value.evalf(DIGITS)
-        if approx.is_real is False or not approx.is_Number:
-            real, imag = approx.as_real_imag()
-            if imag != 0 or not real.is_Number:
-                return math.nan
-            approx = real
-        return float(approx)
+        if approx.is_Float:
+            return float(approx)
+        if approx is sp.oo or approx is sp.S.NegativeInfinity:
+            return float(approx)
+        if approx.is_Number or not approx.is_number:  # zoo, nan; or unevaluated (DiracDelta(0))
+            return math.nan
+        real, imag = approx.as_real_imag()
+        return float(real) if imag == 0 and real.is_Float else math.nan
     except (TypeError, ValueError, ArithmeticError):
         return math.nan
 
