@@ -200,11 +200,21 @@ def start(request: Request, backend=None) -> Started:
     process does the autodiff (and, in a batch, the next case's)."""
     from diffcli import worker
 
-    backend = backend or worker.current()
-    pending = backend.submit_reference(
-        request.tree, request.variables, request.command, request.points, request.tangent, request.precise
-    )
-    return Started(request, pending)
+    return Started(request, _submit(request, backend or worker.current()))
+
+
+def _submit(request: Request, backend):
+    args = (request.tree, request.variables, request.command, request.points, request.tangent, request.precise)
+    return backend.submit_reference(*args)
+
+
+def _report(request: Request, symbolic, precise: bool, **arrays) -> Report:
+    """A report of a request: the arrays (or the streamed summary) come from the caller."""
+    return Report(
+        command=request.command, expression=request.expression, variables=request.variables, symbolic=symbolic,
+        tolerance=request.tolerance, dtype=request.dtype, device=request.device, tangent=request.tangent,
+        precise=precise, **arrays,
+    )  # fmt: skip
 
 
 def finish(started: Started, progress=None) -> Report:
@@ -215,23 +225,11 @@ def finish(started: Started, progress=None) -> Report:
     request = started.request
     values, quantities, aux = autodiff.compute(request, progress)
     ref = started.reference.result()
-    return Report(
-        command=request.command,
-        expression=request.expression,
-        variables=request.variables,
-        symbolic=ref.formulas,
-        points=request.points,
-        values=values,
-        autodiff=quantities,
-        reference=ref.values,
-        verdicts=judge_many(quantities, ref.values, request.tolerance),
-        tolerance=request.tolerance,
-        dtype=request.dtype,
-        device=request.device,
-        tangent=request.tangent,
-        precise=ref.precise,
-        aux=aux,
-    )
+    verdicts = judge_many(quantities, ref.values, request.tolerance)
+    return _report(
+        request, ref.formulas, ref.precise, points=request.points, values=values, autodiff=quantities,
+        reference=ref.values, verdicts=verdicts, aux=aux,
+    )  # fmt: skip
 
 
 def run_summary(request: Request, progress=None, backend=None) -> Report:
@@ -248,15 +246,11 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
     parts = [replace(request, points=request.points[i : i + autodiff.CHUNK], precise=precise)
              for i in range(0, total, autodiff.CHUNK)]  # fmt: skip
 
-    def submit(part: Request):
-        args = (part.tree, part.variables, part.command, part.points, part.tangent, part.precise)
-        return backend.submit_reference(*args)
-
     summary = Summary(request.variables)
-    ahead = submit(parts[0])
+    ahead = _submit(parts[0], backend)
     symbolic = None
     for k, part in enumerate(parts):
-        pending, ahead = ahead, submit(parts[k + 1]) if k + 1 < len(parts) else None
+        pending, ahead = ahead, _submit(parts[k + 1], backend) if k + 1 < len(parts) else None
         _, quantities, _ = autodiff.compute(part)
         ref = pending.result()
         summary.add(part.points, judge_many(quantities, ref.values, request.tolerance))
@@ -264,13 +258,10 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
         if progress is not None:
             progress(min((k + 1) * autodiff.CHUNK, total), total)
     shape = (0, *np.shape(symbolic)) if isinstance(symbolic, list) else (0,)
-    empty = np.zeros(shape)
-    return Report(
-        command=request.command, expression=request.expression, variables=request.variables, symbolic=symbolic,
-        points=np.zeros((0, len(request.variables))), values=np.zeros(0), autodiff=empty, reference=empty,
-        verdicts=Verdicts(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0)), tolerance=request.tolerance,
-        dtype=request.dtype,
-        device=request.device, tangent=request.tangent, precise=precise, streamed=summary,
+    nothing = Verdicts(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0))
+    return _report(
+        request, symbolic, precise, points=np.zeros((0, len(request.variables))), values=np.zeros(0),
+        autodiff=np.zeros(shape), reference=np.zeros(shape), verdicts=nothing, streamed=summary,
     )  # fmt: skip
 
 

@@ -143,3 +143,18 @@ def test_points_from_stdin_csv():
 def test_expression_and_points_cannot_both_come_from_stdin():
     result = CliRunner().invoke(cli, ["grad", "-", "--points", "-"], input="x\n")
     assert result.exit_code == 2 and "both read standard input" in result.output
+
+
+@pytest.mark.parametrize("command", ["grad", "hessian", "jvp"])
+def test_streamed_summary_equals_the_full_one(monkeypatch, command):
+    from diffcli import autodiff
+    from diffcli.check import run, run_summary
+
+    monkeypatch.setattr(autodiff, "CHUNK", 97)  # many chunks, the last one short
+    request = prepare(command, "x*sqrt(x) + y**2*atan2(y, x)", grid=["x=0:2:31", "y=-1:1:23"])
+    full, streamed = run(request), run_summary(request)
+    assert streamed.summary() == full.summary()
+    # x*sqrt(x) at x = 0, for every y but 0, where atan2(0, 0) leaves the expression undefined
+    assert streamed.summary()["counts"]["mismatch"] == 22
+    assert len(streamed) == 31 * 23 and streamed.points.shape == (0, 2) and streamed.ok is False
+    assert not streamed.precise  # the whole grid's size decides, not a short last chunk
