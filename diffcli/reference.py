@@ -54,7 +54,10 @@ class Formulas:
         self.variables = variables
         self.symbols = symbolic.symbols_for(variables)
         self.ordered = [self.symbols[v] for v in variables]
-        self.expr = symbolic.to_sympy(tree, self.symbols)
+        try:
+            self.expr = symbolic.to_sympy(tree, self.symbols)
+        except (TypeError, ValueError):  # a constant condition on a non-real value: acosh(0.5) > 0
+            self.expr = symbolic.sp.nan
         # 30-digit values already computed, by (formula, point): the checks of one case
         # share the value and gradient, and a Hessian's mirrored entries are one formula.
         self._values: dict[tuple[Any, tuple[float, ...]], float] = {}

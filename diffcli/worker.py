@@ -15,6 +15,7 @@ is killed. It runs under the ``spawn`` start method: nothing of this process
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import multiprocessing
 import threading
@@ -85,10 +86,10 @@ class InProcess:
                 self._formulas.popitem(last=False)
         return self._formulas[key]
 
-    def reference(self, tree, variables, command, points, tangent, precise):
+    def reference(self, tree, variables, command, points, tangent, exact_rows):
         from diffcli import reference
 
-        return reference.compute(self.formulas(tree, variables), command, points, tangent, precise)
+        return reference.compute(self.formulas(tree, variables), command, points, tangent, exact_rows)
 
     def submit_reference(self, *args) -> Pending:
         return Pending(self.reference, *args, background=False)  # SymPy here holds the GIL anyway
@@ -111,15 +112,23 @@ def _serve(conn, max_memory_mb: int) -> None:
     try:
         import diffcli.reference  # noqa: F401 - SymPy loads now, before the first request's clock starts
     except (ImportError, MemoryError, OSError) as exc:
-        conn.send(("startup", f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}"))
+        with contextlib.suppress(OSError):
+            conn.send(("startup", f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}"))
         return
 
     backend = InProcess()
-    conn.send(("ready", None))
+    try:
+        conn.send(("ready", None))
+        _answer_requests(conn, backend)
+    except OSError:  # the parent is gone
+        return
+
+
+def _answer_requests(conn, backend: InProcess) -> None:
     while True:
         try:
             name, args = conn.recv()
-        except (EOFError, KeyboardInterrupt):
+        except (EOFError, OSError):  # the parent is gone (it exits without waiting for us)
             return
         try:
             conn.send(("ok", getattr(backend, name)(*args)))
@@ -216,8 +225,8 @@ class Isolated:
     def constant(self, node) -> float:
         return self._call("constant", node)
 
-    def reference(self, tree, variables, command, points, tangent, precise):
-        return self._call("reference", tree, variables, command, points, tangent, precise)
+    def reference(self, tree, variables, command, points, tangent, exact_rows):
+        return self._call("reference", tree, variables, command, points, tangent, exact_rows)
 
     def submit_reference(self, *args) -> Pending:
         return Pending(self.reference, *args, background=True)
