@@ -112,7 +112,7 @@ def _prepare(case: Case, check: str, options: dict[str, Any]):
         rtol=case.rtol if case.rtol is not None else options.get("rtol"),
         atol=case.atol if case.atol is not None else options.get("atol"),
         dtype=options.get("dtype", "float64"), device=options.get("device", "cpu"),
-        precise=options.get("precise"), union=True, limits=options.get("limits", DEFAULT),
+        precise=options.get("precise") or None, union=True, limits=options.get("limits", DEFAULT),
         engine=options.get("engine", "autograd"), **_sample_options(case),
     )  # fmt: skip
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from diffcli.errors import DiffcliError, ParseError
 from diffcli.expr import Node, substitute
-from diffcli.limits import DEFAULT, Limits
+from diffcli.limits import DEFAULT, PRECISE_POINTS, Limits
 from diffcli.parser import check_name, parse_expression
 from diffcli.points import PointSpec, resolve_point
 from diffcli.report import COMMANDS, Report, Summary
@@ -43,7 +43,7 @@ class Request:
     dtype: str
     device: str
     expression: str = ""  # as typed, `let` names included
-    precise: bool | None = None  # None: 30 digits for a handful of points only
+    exact_rows: int = 0  # the first rows get the 30-digit reference, the rest float64
     aux: dict[str, Node] = field(default_factory=dict)  # `let` name -> tree
     engine: str = "autograd"  # or "func": see diffcli.autodiff
 
@@ -93,6 +93,15 @@ def _variables(trees: Sequence[Node], given: tuple[str, ...] | None, lets: Mappi
     if missing:
         raise DiffcliError(f"the expression uses {', '.join(repr(m) for m in missing)}, which --vars does not list")
     return given
+
+
+def _exact_rows(precise, total, at, grid, sample, points_csv, union) -> int:
+    """How many leading points get the 30-digit reference: all with --precise; else
+    the points given by hand (they come first), if there are few; generated ones never."""
+    if precise is not None:
+        return total if precise else 0
+    by_hand = len(at) if union or not (grid or sample or points_csv is not None) else 0
+    return min(by_hand, total) if by_hand <= PRECISE_POINTS else 0
 
 
 def _points(names, at, grid, sample, n, seed, points_csv, union, max_points) -> np.ndarray:
@@ -178,7 +187,8 @@ def prepare(
         direction = tuple(float(v) for v in np.asarray(raw, dtype=dtype))
     return Request(
         command, tree, names, points, direction, tolerance_for(dtype, rtol, atol), dtype, device,
-        expression=str(typed), precise=precise, aux=lets, engine=engine,
+        expression=str(typed), exact_rows=_exact_rows(precise, points.shape[0], at, grid, sample, points_csv, union),
+        aux=lets, engine=engine,
     )  # fmt: skip
 
 
@@ -204,16 +214,16 @@ def start(request: Request, backend=None) -> Started:
 
 
 def _submit(request: Request, backend):
-    args = (request.tree, request.variables, request.command, request.points, request.tangent, request.precise)
+    args = (request.tree, request.variables, request.command, request.points, request.tangent, request.exact_rows)
     return backend.submit_reference(*args)
 
 
-def _report(request: Request, symbolic, precise: bool, **arrays) -> Report:
+def _report(request: Request, symbolic, **arrays) -> Report:
     """A report of a request: the arrays (or the streamed summary) come from the caller."""
     return Report(
         command=request.command, expression=request.expression, variables=request.variables, symbolic=symbolic,
         tolerance=request.tolerance, dtype=request.dtype, device=request.device, tangent=request.tangent,
-        precise=precise, **arrays,
+        exact_rows=request.exact_rows, **arrays,
     )  # fmt: skip
 
 
@@ -227,7 +237,7 @@ def finish(started: Started, progress=None) -> Report:
     ref = started.reference.result()
     verdicts = judge_many(quantities, ref.values, request.tolerance)
     return _report(
-        request, ref.formulas, ref.precise, points=request.points, values=values, autodiff=quantities,
+        request, ref.formulas, points=request.points, values=values, autodiff=quantities,
         reference=ref.values, verdicts=verdicts, aux=aux,
     )  # fmt: skip
 
@@ -238,13 +248,12 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
     runs, then judged, counted and dropped. The report's arrays are empty."""
     from dataclasses import replace
 
-    from diffcli import autodiff, reference, worker
+    from diffcli import autodiff, worker
 
     backend = backend or worker.current()
-    total = request.points.shape[0]
-    precise = request.precise if request.precise is not None else total <= reference.PRECISE_POINTS
-    parts = [replace(request, points=request.points[i : i + autodiff.CHUNK], precise=precise)
-             for i in range(0, total, autodiff.CHUNK)]  # fmt: skip
+    total, step = request.points.shape[0], autodiff.CHUNK
+    parts = [replace(request, points=request.points[i : i + step], exact_rows=min(max(request.exact_rows - i, 0), step))
+             for i in range(0, total, step)]  # fmt: skip
 
     summary = Summary(request.variables)
     ahead = _submit(parts[0], backend)
@@ -260,7 +269,7 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
     shape = (0, *np.shape(symbolic)) if isinstance(symbolic, list) else (0,)
     nothing = Verdicts(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0))
     return _report(
-        request, symbolic, precise, points=np.zeros((0, len(request.variables))), values=np.zeros(0),
+        request, symbolic, points=np.zeros((0, len(request.variables))), values=np.zeros(0),
         autodiff=np.zeros(shape), reference=np.zeros(shape), verdicts=nothing, streamed=summary,
     )  # fmt: skip
 

@@ -112,8 +112,8 @@ def common_options(fn: Callable) -> Callable:
                      help="Autodiff mechanism: batched torch.autograd, or torch.func transforms under vmap "
                           "(same answers; func's first call costs about 0.7 s of imports)."),
         click.option("--precise", is_flag=True,
-                     help="Evaluate the reference to 30 digits at every point (default: only up to 16 points; "
-                          "more are evaluated in float64, vectorised)."),
+                     help="Evaluate the reference to 30 digits at every point (default: at points given by hand, "
+                          "up to 16; generated points get a vectorised float64 reference)."),
         click.option("--timeout", type=float, metavar="SECONDS",
                      help=f"Stop symbolic work that takes longer than this per check (default {DEFAULT.timeout:g})."),
         click.option("--max-memory", type=int, metavar="MIB",

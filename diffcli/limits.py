@@ -33,3 +33,7 @@ class Limits:
 
 
 DEFAULT = Limits()
+
+#: Points given by hand (--at, a case's `at`) get the 30-digit reference when there
+#: are at most this many; generated points (grids, samples, CSV) get float64.
+PRECISE_POINTS = 16

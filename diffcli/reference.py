@@ -1,9 +1,10 @@
 """The symbolic side of a check: formulas for the command, evaluated at every point.
 
-A handful of points (up to :data:`PRECISE_POINTS`, or any number with
-``precise=True``) are evaluated exactly and rounded from 30 digits. More points
+Points given by hand (up to 16 ``--at`` points, a case's ``at``; every point
+with ``--precise``) are evaluated exactly and rounded from 30 digits: those are
+the awkward points people pick. Generated points (grids, samples, CSV tables)
 are evaluated vectorised: the formulas lambdified to float64 numpy with common
-sub-expression elimination, which is accurate to a few ulps for well-conditioned
+sub-expression elimination, accurate to a few ulps for well-conditioned
 formulas and thousands of times faster.
 
 Where the function itself is undefined at a point, so is every derivative
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
     from diffcli.expr import Node
 
-#: Up to this many points the reference is evaluated to 30 digits.
-PRECISE_POINTS = 16
 #: Points per vectorised evaluation.
 CHUNK = 1 << 16
 
@@ -72,8 +71,8 @@ class Formulas:
 
     def evaluate(self, exprs: list, points: np.ndarray, precise: bool) -> np.ndarray:
         """(len(exprs), P) float64 values: exactly (rounded from 30 digits), or vectorised."""
-        if not exprs:
-            return np.zeros((0, points.shape[0]))
+        if not exprs or not points.shape[0]:
+            return np.zeros((len(exprs), points.shape[0]))
         if not precise:
             key = tuple(exprs)
             if key not in self._vectorised:
@@ -127,26 +126,24 @@ class Formulas:
 class Reference:
     formulas: Any  # strings, in the quantity's shape
     values: np.ndarray  # (P, *shape)
-    precise: bool
 
 
-def compute(
-    formulas: Formulas, command: str, points: np.ndarray, tangent=None, precise: bool | None = None
-) -> Reference:
+def compute(formulas: Formulas, command: str, points: np.ndarray, tangent=None, exact_rows: int = 0) -> Reference:
+    """The reference at every point: the first ``exact_rows`` to 30 digits, the rest in float64."""
     quantity = formulas.quantity(command, tangent)
     shape = np.shape(quantity) if isinstance(quantity, list) else ()
-    if precise is None:
-        precise = points.shape[0] <= PRECISE_POINTS
     leaves = _flatten(quantity)
     needed = leaves + ([formulas.expr] if command != "value" else [])
     needed += formulas.grad if command == "hessian" else []
-    evaluated = formulas.evaluate(needed, points, precise)
+    split = [(points[:exact_rows], True), (points[exact_rows:], False)]
+    evaluated = np.concatenate([formulas.evaluate(needed, rows, exact) for rows, exact in split], axis=1)
+    defined = np.concatenate([formulas.defined(rows, exact) for rows, exact in split])
     values = evaluated[: len(leaves)].T.reshape(points.shape[0], *shape).copy()
     # No value, and no derivative, where the expression as typed is undefined.
-    values[~formulas.defined(points, precise)] = math.nan
+    values[~defined] = math.nan
     if command != "value":
         values[~np.isfinite(evaluated[len(leaves)])] = math.nan
     if command == "hessian":
         first = np.isfinite(evaluated[len(leaves) + 1 :].T)  # (P, n)
         values[~(first[:, :, None] & first[:, None, :])] = math.nan
-    return Reference(_map(formulas.text, quantity), values, precise)
+    return Reference(_map(formulas.text, quantity), values)

@@ -112,11 +112,19 @@ def report_dict(report: Report, layout: Layout = Layout()) -> dict[str, Any]:
         "device": report.device,
         "rtol": report.tolerance.rtol,
         "atol": report.tolerance.atol,
-        "reference_precision": "30 digits" if report.precise else "float64",
+        "reference_precision": reference_precision(report),
     }
     if report.tangent is not None:
         doc["tangent"] = dict(zip(report.variables, map(json_number, report.tangent)))
     return doc
+
+
+def reference_precision(report: Report) -> str:
+    if report.precise:
+        return "30 digits"
+    if report.exact_rows:
+        return f"30 digits at the first {report.exact_rows} points (given by hand), float64 at the rest"
+    return "float64"
 
 
 def write_json(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
@@ -368,7 +376,7 @@ def write_table(report: Report, out: IO[str], layout: Layout = Layout()) -> None
         )
     )
     if not report.precise:
-        con.print(Text("reference evaluated in float64 (--precise: 30 digits at every point)", style="dim"))
+        con.print(Text("reference in float64 at generated points (--precise: 30 digits everywhere)", style="dim"))
 
 
 WRITERS = {"table": write_table, "plain": write_plain, "json": write_json, "csv": write_csv}

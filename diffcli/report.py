@@ -85,7 +85,13 @@ class Report:
     dtype: str = "float64"
     device: str = "cpu"
     tangent: tuple[float, ...] | None = None
-    precise: bool = True  # reference at 30 digits (else vectorised float64)
+    exact_rows: int = 0  # the first rows' reference is from 30 digits, the rest float64
+
+    @property
+    def precise(self) -> bool:
+        """Whether every point's reference is the 30-digit one."""
+        return self.exact_rows >= len(self)
+
     aux: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (P,)
     streamed: Summary | None = None  # set when only the summary was kept (the arrays are empty)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import multiprocessing
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -143,6 +144,25 @@ def _answer_requests(conn, backend: InProcess) -> None:
             conn.send(("crash", f"{type(exc).__name__}: {exc}"))
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """``spawn`` re-imports the parent's main script in the child unless it cannot find
+    it. The worker needs nothing from it (its code is in this module), and re-importing
+    fails for scripts read from standard input and re-runs scripts without a
+    ``__name__ == "__main__"`` guard, so the child is not told where it is."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    if main is not None:
+        main.__dict__.pop("__file__", None)
+        main.__spec__ = None
+    try:
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+
+
 class Isolated:
     """SymPy work in a worker process, killed past ``limits.timeout`` seconds."""
 
@@ -163,7 +183,8 @@ class Isolated:
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(child, self.limits.max_memory_mb), daemon=True)
-        self._process.start()
+        with _main_module_hidden():
+            self._process.start()
         child.close()
         self._conn = parent
         self._ready = False

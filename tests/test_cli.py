@@ -270,3 +270,15 @@ def test_exact_verdicts_at_awkward_points(args, status, code):
         assert r["autodiff"] == [0.0]
     if args[1] == "floor(x) + x**2":
         assert r["autodiff"] == [3.0]
+
+
+def test_light_copies_of_the_names_match_the_library():
+    """cli.py keeps its own lists so that --help loads nothing heavy; they must not drift."""
+    from diffcli import cli as cli_module
+    from diffcli.render import FORMATS
+    from diffcli.report import COMMANDS
+    from diffcli.suite import CHECKS
+
+    assert cli_module.FORMATS == FORMATS
+    assert cli_module.CHECKS == COMMANDS == CHECKS
+    assert set(cli.commands) == {*COMMANDS, "batch"}

@@ -157,4 +157,4 @@ def test_streamed_summary_equals_the_full_one(monkeypatch, command):
     # x*sqrt(x) at x = 0, for every y but 0, where atan2(0, 0) leaves the expression undefined
     assert streamed.summary()["counts"]["mismatch"] == 22
     assert len(streamed) == 31 * 23 and streamed.points.shape == (0, 2) and streamed.ok is False
-    assert not streamed.precise  # the whole grid's size decides, not a short last chunk
+    assert not streamed.precise  # generated points get the float64 reference
