@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 #: Points per batch.
 CHUNK = 1 << 17
-ENGINES = ("autograd", "func")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -28,6 +28,7 @@ from diffcli.report import COMMANDS, Report, Summary
 from diffcli.verdict import DEFAULT_TOLERANCES, Tolerance, Verdicts, judge_many, tolerance_for
 
 DTYPES = tuple(DEFAULT_TOLERANCES)
+ENGINES = ("autograd", "func")  # see diffcli.autodiff
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def prepare(
     case) rather than their product (as on the command line, where --at fixes the other variables)."""
     if command not in COMMANDS:
         raise DiffcliError(f"unknown command '{command}' (choose from {', '.join(COMMANDS)})")
-    if engine not in ("autograd", "func"):
+    if engine not in ENGINES:
         raise DiffcliError("--engine must be autograd or func")
     if dtype not in DTYPES:
         raise DiffcliError(f"--dtype must be one of {', '.join(DTYPES)}")

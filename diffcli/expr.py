@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 #: Operator node names; every other ``op`` is a function from the language.
-ARITHMETIC = ("Add", "Sub", "Mul", "Div", "Pow", "Neg")
 COMPARISONS = {"Lt": "<", "Le": "<=", "Gt": ">", "Ge": ">=", "Eq": "==", "Ne": "!="}
 LOGIC = ("And", "Or", "Not")
 LEAVES = ("num", "var", "const", "bool")

@@ -18,8 +18,8 @@ from diffcli.verdict import MISMATCH, OK, STATUSES, UNDEFINED, Tolerance, Verdic
 
 COMMANDS = ("value", "grad", "hessian", "jvp")
 
-#: Exit statuses of the command line.
-EXIT_OK, EXIT_MISMATCH, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Exit statuses of the command line (2, invalid input, is raised by cli.py).
+EXIT_OK, EXIT_MISMATCH, EXIT_INTERRUPTED = 0, 1, 130
 
 
 @dataclass
