@@ -62,6 +62,8 @@ class Formulas:
         self._values: dict[tuple[Any, tuple[float, ...]], float] = {}
         self._defined: dict[tuple[float, ...], bool] = {}
         self._vectorised: dict[tuple, Any] = {}  # lambdified once, reused for every chunk of points
+        self._arrays: dict[Any, np.ndarray] = {}  # float64 values at the last points evaluated, per formula
+        self._arrays_at: bytes = b""
         self._text: dict[Any, str] = {}  # printed once (a Hessian's mirrored entries are one formula)
 
     def text(self, expr) -> str:
@@ -74,12 +76,7 @@ class Formulas:
         if not exprs or not points.shape[0]:
             return np.zeros((len(exprs), points.shape[0]))
         if not precise:
-            key = tuple(exprs)
-            if key not in self._vectorised:
-                self._vectorised[key] = symbolic.vectorised(exprs, self.ordered)
-            fn = self._vectorised[key]
-            # In chunks, so the temporaries of long formulas stay bounded.
-            return np.concatenate([fn(points[i : i + CHUNK]) for i in range(0, points.shape[0], CHUNK)], axis=1)
+            return self._vectorised_values(exprs, points)
         rows = [tuple(map(float, p)) for p in points]
         out = np.empty((len(exprs), len(rows)))
         for i, expr in enumerate(exprs):
@@ -89,6 +86,23 @@ class Formulas:
                     self._values[key] = symbolic.evaluate(expr, dict(zip(self.ordered, row)))
                 out[i, j] = self._values[key]
         return out
+
+    def _vectorised_values(self, exprs: list, points: np.ndarray) -> np.ndarray:
+        """Float64 values; formulas already evaluated at these same points (by another check
+        of the case) are not lambdified or evaluated again."""
+        at = points.tobytes()
+        if at != self._arrays_at:
+            self._arrays, self._arrays_at = {}, at
+        todo = list(dict.fromkeys(e for e in exprs if e not in self._arrays))
+        if todo:
+            key = tuple(todo)
+            if key not in self._vectorised:
+                self._vectorised[key] = symbolic.vectorised(todo, self.ordered)
+            fn = self._vectorised[key]
+            # In chunks, so the temporaries of long formulas stay bounded.
+            parts = [fn(points[i : i + CHUNK]) for i in range(0, points.shape[0], CHUNK)]
+            self._arrays.update(zip(todo, np.concatenate(parts, axis=1)))
+        return np.array([self._arrays[e] for e in exprs]).reshape(len(exprs), points.shape[0])
 
     def defined(self, points: np.ndarray, precise: bool) -> np.ndarray:
         """(P,) bool: where the expression as typed has a real value (see symbolic.defined_at)."""
@@ -128,22 +142,29 @@ class Reference:
     values: np.ndarray  # (P, *shape)
 
 
-def compute(formulas: Formulas, command: str, points: np.ndarray, tangent=None, exact_rows: int = 0) -> Reference:
-    """The reference at every point: the first ``exact_rows`` to 30 digits, the rest in float64."""
-    quantity = formulas.quantity(command, tangent)
+def _part(formulas: Formulas, command: str, points: np.ndarray, tangent, exact: bool) -> np.ndarray:
+    """The quantity's values at some points, all exact or all float64 (P, *shape)."""
+    quantity = formulas.quantity(command, tangent) if exact or command != "jvp" else formulas.grad
     shape = np.shape(quantity) if isinstance(quantity, list) else ()
     leaves = _flatten(quantity)
     needed = leaves + ([formulas.expr] if command != "value" else [])
     needed += formulas.grad if command == "hessian" else []
-    split = [(points[:exact_rows], True), (points[exact_rows:], False)]
-    evaluated = np.concatenate([formulas.evaluate(needed, rows, exact) for rows, exact in split], axis=1)
-    defined = np.concatenate([formulas.defined(rows, exact) for rows, exact in split])
+    evaluated = formulas.evaluate(needed, points, exact)
     values = evaluated[: len(leaves)].T.reshape(points.shape[0], *shape).copy()
+    if command == "jvp" and not exact:  # float64 anyway: grad . t, with the gradient shared with grad's check
+        values = values @ np.asarray(tangent, dtype=np.float64)
     # No value, and no derivative, where the expression as typed is undefined.
-    values[~defined] = math.nan
+    values[~formulas.defined(points, exact)] = math.nan
     if command != "value":
         values[~np.isfinite(evaluated[len(leaves)])] = math.nan
     if command == "hessian":
         first = np.isfinite(evaluated[len(leaves) + 1 :].T)  # (P, n)
         values[~(first[:, :, None] & first[:, None, :])] = math.nan
-    return Reference(_map(formulas.text, quantity), values)
+    return values
+
+
+def compute(formulas: Formulas, command: str, points: np.ndarray, tangent=None, exact_rows: int = 0) -> Reference:
+    """The reference at every point: the first ``exact_rows`` to 30 digits, the rest in float64."""
+    parts = [(points[:exact_rows], True), (points[exact_rows:], False)]
+    values = np.concatenate([_part(formulas, command, rows, tangent, exact) for rows, exact in parts if len(rows)])
+    return Reference(_map(formulas.text, formulas.quantity(command, tangent)), values)
