@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -208,6 +209,17 @@ def load(sources: Sequence[tuple[str, str]], shard: Shard | None) -> list[Case]:
     return [case for i, case in enumerate(cases) if shard is None or i in shard]
 
 
+#: Cases whose symbolic work is queued ahead of the one being finished.
+LOOKAHEAD = 4
+
+
+def _start_next(upcoming, started: deque, checks, options, backends) -> None:
+    following = next(upcoming, None)
+    if following is not None:
+        i, case = following
+        started.append(start_case(case, checks, options, backends[i % len(backends)]))
+
+
 def run_batch(
     sources: Sequence[tuple[str, str]],
     *,
@@ -229,18 +241,18 @@ def run_batch(
     backends = worker.pool(2)
     with interrupts.installed():
         try:
-            # Case i+1's symbolic work starts (on the other worker) before case i is finished.
-            ahead = None
-            for i, case in enumerate(cases):
-                current = ahead if ahead is not None else start_case(case, checks or CHECKS, options, backends[0])
-                ahead = None
-                if i + 1 < len(cases):
-                    following = backends[(i + 1) % len(backends)]
-                    ahead = start_case(cases[i + 1], checks or CHECKS, options, following)
-                for record in finish_case(current):
+            # The next cases' symbolic work is already queued on the workers (round-robin)
+            # while this one finishes, so neither worker waits for this process.
+            started: deque[list] = deque()
+            upcoming = iter(enumerate(cases))
+            for _ in range(LOOKAHEAD):
+                _start_next(upcoming, started, checks or CHECKS, options, backends)
+            while started:
+                for record in finish_case(started.popleft()):
                     with interrupts.writing_record():
                         writer.add(record)
                 writer.case_done()
+                _start_next(upcoming, started, checks or CHECKS, options, backends)
         except KeyboardInterrupt:
             interrupted = True
             for backend in backends:
