@@ -1,22 +1,26 @@
 """The torch side: value, gradient, Hessian and JVP, for many points at once.
 
-Two engines compute the same answers:
+Three engines compute the same answers:
 
-- ``autograd`` (the default): the compiled function evaluated on a (P, n)
-  batch; the gradient is one reverse pass of ``torch.autograd.grad`` on the
-  sum of the values (each point's value depends only on its own row), the
-  Hessian one more reverse pass per variable (reverse-over-reverse), the JVP a
-  forward pass with dual numbers (``torch.autograd.forward_ad``).
+- ``autograd`` (the default): the compiled function evaluated on a batch of
+  points held as one contiguous column per variable, each column an autograd
+  leaf; the gradient is one reverse pass of ``torch.autograd.grad`` on the sum
+  of the values (each point's value depends only on its own row), the Hessian
+  one more reverse pass per variable (reverse-over-reverse), the JVP a forward
+  pass with dual numbers (``torch.autograd.forward_ad``).
 - ``func``: ``torch.func.vmap`` over the point axis of ``grad_and_value``
   (with ``has_aux`` for named sub-expressions), ``hessian``
   (forward-over-reverse) and ``jvp``.
+- ``compiled``: the ``autograd`` engine traced once into a graph of aten ops
+  and compiled by ``torch.compile`` into one fused loop: several times the
+  throughput, after a one-off compilation of seconds (longer for big
+  expressions), so it pays only for very many points.
 
-Why two: the first reverse-mode call through torch.func imports
-``torch._dynamo`` (about 0.7 s here) and the first forward-mode one
+Why ``autograd`` is the default: the first reverse-mode call through torch.func
+imports ``torch._dynamo`` (about 0.7 s here) and the first forward-mode one
 ``torch._decomp`` (about 0.15 s), which is most of a one-liner's own time;
 plain autograd imports neither and is as fast on big batches. The answers
-agree to within a few ulps (tests compare both engines on every function),
-so the default is ``autograd`` and ``--engine func`` selects torch.func.
+agree to within a few ulps (tests compare the engines on every function).
 
 Points go :data:`CHUNK` at a time, so memory stays bounded however many
 points are asked for.
@@ -24,6 +28,7 @@ points are asked for.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -90,61 +95,131 @@ def transform(command: str, f, tangent: torch.Tensor | None):
     return run
 
 
-def _with_func(command: str, f, points: torch.Tensor, tangent):
+def _with_func(command: str, f, columns: torch.Tensor, tangent):
     from torch import func
 
-    return func.vmap(transform(command, f, tangent))(points)
+    return func.vmap(transform(command, f, tangent))(columns.T)
 
 
 # -- plain autograd on a batch -------------------------------------------------------
 
 
-def _batched(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    """A (P, ...) result, also where the expression does not depend on the points."""
+def _filled(t: torch.Tensor | None, size: int, like: torch.Tensor) -> torch.Tensor:
+    """A (P,) result, also where the expression does not depend on the points."""
     if t is None:
-        return torch.zeros_like(like)
-    return t.detach().expand_as(like) if t.dim() < like.dim() else t.detach()
+        return like.new_zeros(size)
+    return torch.broadcast_to(t.detach(), (size,))
 
 
-def _with_autograd(command: str, f, points: torch.Tensor, tangent):
-    rows = points[:, 0] if points.shape[1] else points.new_zeros(points.shape[0])
+def _stacked(columns: list[torch.Tensor], size: int, like: torch.Tensor) -> torch.Tensor:
+    """(P, n) from n columns, built as (n, P) so that each column stays contiguous
+    (torch.compile then writes every output with vector stores)."""
+    return torch.stack(columns).T if columns else like.new_zeros(size, 0)
+
+
+def _with_autograd(command: str, f, columns: torch.Tensor, tangent):
+    size = columns.shape[1]
     if command == "value":
         with torch.no_grad():
-            value, aux = f(points)
-        value = _batched(value, rows)
-        return value, value, {k: _batched(a, rows) for k, a in aux.items()}
+            value, aux = f.of_columns(list(columns))
+        value = _filled(value, size, columns)
+        return value, value, {k: _filled(a, size, columns) for k, a in aux.items()}
     if command == "jvp":
-        return _forward(f, points, tangent, rows)
-    x = points.detach().requires_grad_(True)
-    value, aux = f(x)
-    value = torch.broadcast_to(value, rows.shape)
-    aux = {k: _batched(a, rows) for k, a in aux.items()}
-    grad = None
-    if value.requires_grad:  # a constant expression has no graph
-        (grad,) = torch.autograd.grad(value.sum(), x, create_graph=command == "hessian", allow_unused=True)
-    grad = torch.zeros_like(x) if grad is None else grad
+        return _forward(f, columns, tangent)
+    xs = [c.detach().requires_grad_(True) for c in columns]
+    value, aux = f.of_columns(xs)
+    value = torch.broadcast_to(value, (size,))
+    aux = {k: _filled(a, size, columns) for k, a in aux.items()}
+    grads = _derivatives(value, xs, create_graph=command == "hessian")
     if command == "grad":
-        return value.detach(), grad.detach(), aux
-    columns = []
-    for j in range(x.shape[1]):
-        second = None
-        if grad.requires_grad:
-            (second,) = torch.autograd.grad(grad[:, j].sum(), x, retain_graph=True, allow_unused=True)
-        columns.append(_batched(second, x))
-    hessian = torch.stack(columns, dim=-1) if columns else x.new_zeros(x.shape[0], 0, 0)
+        return value.detach(), _stacked([_filled(g, size, columns) for g in grads], size, columns), aux
+    rows = [[_filled(h, size, columns) for h in _derivatives(g, xs, retain=True)] for g in grads]
+    if not rows:
+        return value.detach(), columns.new_zeros(size, 0, 0), aux
+    hessian = torch.stack([torch.stack(row) for row in rows]).permute(2, 0, 1)  # (n, n, P) -> (P, n, n)
     return value.detach(), hessian, aux
 
 
-def _forward(f, points: torch.Tensor, tangent: torch.Tensor, rows: torch.Tensor):
+def _derivatives(y: torch.Tensor | None, xs: list[torch.Tensor], create_graph=False, retain=False) -> list:
+    """d(sum y)/dx for each column x (each point's y depends only on its own row), None
+    where y does not depend on x."""
+    if y is None or not y.requires_grad:  # a constant expression has no graph
+        return [None] * len(xs)
+    retain = create_graph or retain
+    return list(torch.autograd.grad(y.sum(), xs, create_graph=create_graph, retain_graph=retain, allow_unused=True))
+
+
+def _forward(f, columns: torch.Tensor, tangent: torch.Tensor):
     from torch.autograd import forward_ad
 
+    size = columns.shape[1]
     with forward_ad.dual_level():
-        dual = forward_ad.make_dual(points, tangent.expand_as(points).contiguous())
+        duals = [forward_ad.make_dual(c, tangent[i].expand_as(c).contiguous()) for i, c in enumerate(columns)]
         f = f.for_forward_mode(lambda c: forward_ad.make_dual(c, torch.zeros_like(c)))
-        out, aux = f(dual)
-        value, derivative = forward_ad.unpack_dual(torch.broadcast_to(out, rows.shape))
-        aux = {k: _batched(forward_ad.unpack_dual(a).primal, rows) for k, a in aux.items()}
-    return value.detach(), _batched(derivative, rows), aux
+        out, aux = f.of_columns(duals)
+        value, derivative = forward_ad.unpack_dual(torch.broadcast_to(out, (size,)))
+        aux = {k: _filled(forward_ad.unpack_dual(a).primal, size, columns) for k, a in aux.items()}
+    return value.detach(), _filled(derivative, size, columns), aux
+
+
+# -- torch.compile -------------------------------------------------------------------
+
+
+class _Inductor:
+    """The autograd engine traced once into a flat graph of aten ops (``make_fx``
+    records the backward passes too) and compiled by torch.compile's inductor into
+    one fused, vectorised loop. Shapes are static: every chunk is padded to
+    :data:`CHUNK` points, so one compilation serves any number of points."""
+
+    def __init__(self, command: str, f, tangent, chunk: int):
+        self.command, self.f, self.tangent, self.chunk = command, f, tangent, chunk
+        self.fn = None
+
+    def __call__(self, columns: torch.Tensor):
+        size = columns.shape[1]
+        if size < self.chunk:  # pad with copies of the last point
+            columns = torch.cat([columns, columns[:, -1:].expand(-1, self.chunk - size)], dim=1)
+        if self.fn is None:
+            self.fn = self._compile(columns)
+        value, quantity, aux = self.fn(columns)
+        return value[:size], quantity[:size], {k: a[:size] for k, a in aux.items()}
+
+    def _compile(self, example: torch.Tensor):
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        try:
+            graph = make_fx(lambda c: _with_autograd(self.command, self.f, c, self.tangent))(example)
+            graph.graph.eliminate_dead_code()  # forward mode leaves shape checks that return bools
+            graph.recompile()
+            fn = torch.compile(graph, fullgraph=True, dynamic=False)
+            fn(example)  # compiles now, so failures surface here
+        except Exception as error:  # inductor raises many kinds (no compiler, ...)
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DiffcliError(f"--engine compiled: torch.compile failed ({reason}); use --engine autograd") from error
+        return fn
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(command, tree, variables, dtype, device, aux, tangent, chunk) -> _Inductor:
+    """One compiled engine per expression and command within a process (a summary
+    grid calls :func:`compute` once per chunk)."""
+    f = compile_torch(tree, variables, dtype, device, dict(aux))
+    return _Inductor(command, f, _tangent(tangent, dtype, device, len(variables)), chunk)
+
+
+def _tangent(tangent, dtype, device, n: int) -> torch.Tensor | None:
+    return None if tangent is None else torch.tensor(tangent, dtype=dtype, device=device).reshape(n)
+
+
+def _engine(request: Request, dtype: torch.dtype, device: torch.device):
+    """A callable: (n, P) columns -> (values, quantity, aux) for the request's engine."""
+    if request.engine == "compiled":
+        key = (request.command, request.tree, tuple(request.variables), dtype, device, tuple(request.aux.items()))
+        return _compiled(*key, request.tangent, CHUNK)
+    f = compile_torch(request.tree, request.variables, dtype, device, request.aux)
+    tangent = _tangent(request.tangent, dtype, device, len(request.variables))
+    engine = _with_func if request.engine == "func" else _with_autograd
+    return functools.partial(engine, request.command, f, tangent=tangent)
 
 
 def compute(request: Request, progress=None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -154,16 +229,12 @@ def compute(request: Request, progress=None) -> tuple[np.ndarray, np.ndarray, di
     """
     device = resolve_device(request.device)
     dtype = getattr(torch, request.dtype)
-    f = compile_torch(request.tree, request.variables, dtype, device, request.aux)
-    tangent = None
-    if request.tangent is not None:
-        tangent = torch.tensor(request.tangent, dtype=dtype, device=device).reshape(len(request.variables))
-    engine = _with_func if request.engine == "func" else _with_autograd
+    run = _engine(request, dtype, device)
     points = np.asarray(request.points, dtype=np.float64)
     parts = []
     for start in range(0, points.shape[0], CHUNK):
-        chunk = torch.as_tensor(points[start : start + CHUNK], dtype=dtype, device=device)
-        parts.append(engine(request.command, f, chunk, tangent))
+        columns = np.ascontiguousarray(points[start : start + CHUNK].T)  # (n, P): numpy transposes fastest
+        parts.append(run(torch.as_tensor(columns, dtype=dtype, device=device)))
         if progress is not None:
             progress(min(start + CHUNK, points.shape[0]), points.shape[0])
     values = _to_numpy([p[0] for p in parts])

@@ -28,7 +28,7 @@ from diffcli.report import COMMANDS, Report, Summary
 from diffcli.verdict import DEFAULT_TOLERANCES, Tolerance, Verdicts, judge_many, tolerance_for
 
 DTYPES = tuple(DEFAULT_TOLERANCES)
-ENGINES = ("autograd", "func")  # see diffcli.autodiff
+ENGINES = ("autograd", "func", "compiled")  # see diffcli.autodiff
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Request:
     expression: str = ""  # as typed, `let` names included
     exact_rows: int = 0  # the first rows get the 30-digit reference, the rest float64
     aux: dict[str, Node] = field(default_factory=dict)  # `let` name -> tree
-    engine: str = "autograd"  # or "func": see diffcli.autodiff
+    engine: str = "autograd"  # one of ENGINES: see diffcli.autodiff
 
 
 def parse_variables(spec: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -166,7 +166,7 @@ def prepare(
     if command not in COMMANDS:
         raise DiffcliError(f"unknown command '{command}' (choose from {', '.join(COMMANDS)})")
     if engine not in ENGINES:
-        raise DiffcliError("--engine must be autograd or func")
+        raise DiffcliError(f"--engine must be one of {', '.join(ENGINES)}")
     if dtype not in DTYPES:
         raise DiffcliError(f"--dtype must be one of {', '.join(DTYPES)}")
     for name, tol in (("--rtol", rtol), ("--atol", atol)):
@@ -223,7 +223,8 @@ def _report(request: Request, symbolic, **arrays) -> Report:
     """A report of a request: the arrays (or the streamed summary) come from the caller."""
     return Report(
         command=request.command, expression=request.expression, variables=request.variables, symbolic=symbolic,
-        tolerance=request.tolerance, dtype=request.dtype, device=request.device, tangent=request.tangent,
+        tolerance=request.tolerance, dtype=request.dtype, device=request.device, engine=request.engine,
+        tangent=request.tangent,
         exact_rows=request.exact_rows, **arrays,
     )  # fmt: skip
 

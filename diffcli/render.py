@@ -110,6 +110,7 @@ def report_dict(report: Report, layout: Layout = Layout()) -> dict[str, Any]:
         "summary": json_safe(report.summary()),
         "dtype": report.dtype,
         "device": report.device,
+        "engine": report.engine,
         "rtol": report.tolerance.rtol,
         "atol": report.tolerance.atol,
         "reference_precision": reference_precision(report),

@@ -87,6 +87,7 @@ class Report:
     tolerance: Tolerance
     dtype: str = "float64"
     device: str = "cpu"
+    engine: str = "autograd"
     tangent: tuple[float, ...] | None = None
     exact_rows: int = 0  # the first rows' reference is from 30 digits, the rest float64
 

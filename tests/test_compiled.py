@@ -1,0 +1,97 @@
+"""The ``compiled`` engine (torch.compile of the traced autograd engine).
+
+Each compilation takes seconds, so the default run compiles one expression per
+command; the exhaustive test (``-m exhaustive``, minutes) compiles every
+function of the language at once.
+"""
+
+import math
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from diffcli import autodiff
+from diffcli.check import check, prepare
+from diffcli.cli import cli
+from diffcli.errors import DiffcliError
+
+# Reverse and forward passes, a Piecewise (masked branches), sqrt near its
+# singular point, atan2 and a let-free constant exponent.
+EXPR = "x**2*sin(y) + exp(x*y)/(1+y**2) + Piecewise((sqrt(x), x > 0), (atan2(y, 1 - x), True))"
+GRID = ["x=-1:1:9", "y=-2:2:7"]
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Several chunks, the last one short, so the padding path runs."""
+    monkeypatch.setattr(autodiff, "CHUNK", 16)
+
+
+@pytest.mark.parametrize("command", ["value", "grad", "hessian", "jvp"])
+def test_compiled_engine_agrees_with_autograd(small_chunks, command):
+    tangent = "x=0.5,y=-2" if command == "jvp" else None
+    compiled = autodiff.compute(prepare(command, EXPR, grid=GRID, tangent=tangent, engine="compiled"))
+    eager = autodiff.compute(prepare(command, EXPR, grid=GRID, tangent=tangent))
+    for a, b in zip(compiled[:2], eager[:2], strict=True):
+        assert a.shape == b.shape and a.shape[0] == 63
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-300)
+
+
+def test_compiled_engine_values_by_hand():
+    # d/dx and d/dy of x**2*sin(y) + exp(x*y)/(1+y**2) at (1, 0): (0, 1 + 1) and the value 1
+    report = check("grad", "x**2*sin(y) + exp(x*y)/(1+y**2)", ["x=1,y=0"], engine="compiled")
+    result = report.results[0]
+    assert result.status == "ok" and result.value == 1.0
+    np.testing.assert_allclose(result.autodiff, [0.0, 2.0], rtol=0, atol=1e-15)
+
+
+def test_compiled_engine_on_the_command_line():
+    result = CliRunner().invoke(
+        cli, ["grad", "x**2*sin(y) + exp(x*y)/(1+y**2)", "--at", "x=1,y=0", "--engine", "compiled", "--format", "plain"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.output and "2" in result.output
+
+
+def test_every_engine_is_offered_on_the_command_line():
+    from diffcli.check import ENGINES
+
+    for command in ("value", "grad", "hessian", "jvp", "batch"):
+        (option,) = [p for p in cli.commands[command].params if p.name == "engine"]
+        assert tuple(option.type.choices) == ENGINES
+
+
+def test_a_failed_compilation_is_a_clean_error(monkeypatch):
+    import torch
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    autodiff._compiled.cache_clear()
+    reason = r"torch.compile failed \(InvalidCxxCompiler: No working C\+\+ compiler found\)"
+    with pytest.raises(DiffcliError, match=reason):
+        check("value", "x*cos(x) + 7", ["x=1"], engine="compiled")
+    result = CliRunner().invoke(cli, ["value", "x*cos(x) + 7", "--at", "x=1", "--engine", "compiled"])
+    assert result.exit_code == 2 and "use --engine autograd" in result.output and "Traceback" not in result.output
+    autodiff._compiled.cache_clear()
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("command", ["value", "grad", "jvp", "hessian"])
+def test_every_function_compiles_to_the_same_answers(command):
+    """Every case of test_functions in one sum, each with its own variables."""
+    from tests.test_functions import CASES
+
+    terms, at = [], []
+    for i, (expr, point, _) in enumerate(CASES):
+        terms.append("(" + re.sub(r"\b([xy])\b", rf"\g<1>{i}", expr) + ")")
+        at += [f"{k}{i}={v!r}" for k, v in point.items()]
+    expression, point = " + ".join(terms), [",".join(at)]
+    compiled = check(command, expression, point, engine="compiled").results[0]
+    eager = check(command, expression, point).results[0]
+    assert compiled.status == eager.status == "ok"
+    np.testing.assert_allclose(compiled.autodiff, eager.autodiff, rtol=1e-14, atol=1e-300)
+    assert math.isclose(compiled.value, eager.value, rel_tol=1e-14)
