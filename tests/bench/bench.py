@@ -157,40 +157,82 @@ def memory(quick: bool) -> None:
                  "pass" if large / small < 10 else "FAIL"))  # fmt: skip
 
 
-def peers(points: int) -> None:
+def peers(points: int, repeats: int) -> None:
+    """Throughput, imports and compilation excluded, two ways: numpy points in and
+    float64 numpy results out (what ``autodiff.compute`` promises, and what a tool
+    built on JAX would have to do too), and on data already in the library's own
+    arrays (JAX: device arrays; diffcli: its (n, P) torch columns)."""
     sys.path.insert(0, str(ROOT))
-    from diffcli import autodiff
     from diffcli.check import prepare
 
     side = int(points**0.5)
     for command in ("grad", "hessian"):
-        req = prepare(command, EXPR, grid=[f"x=-2:2:{side}", f"y=-2:2:{side}"])
-        autodiff.compute(req)  # warm
-        start = time.perf_counter()
-        autodiff.compute(req)
-        ours = req.points.shape[0] / (time.perf_counter() - start)
-        rows.append(
-            (f"6. diffcli autodiff {command} throughput (library, imports excluded)", f"{ours:,.0f} pts/s", "-", "-")
-        )
-        jax_rate = _jax_rate(command, req.points)
-        if jax_rate is None:
-            rows.append((f"6. JAX jit(vmap({command})) float64 CPU", "skipped: jax not installed", "-", "-"))
+        requests = {e: prepare(command, EXPR, grid=[f"x=-2:2:{side}", f"y=-2:2:{side}"], engine=e)
+                    for e in ("autograd", "compiled")}  # fmt: skip
+        ours = {e: _diffcli_rates(req, repeats) for e, req in requests.items()}
+        pts = requests["autograd"].points
+        for engine, rates in ours.items():
+            info(f"6. diffcli --engine {engine} {command}", _rates(*rates, compiles=engine == "compiled"))
+        jax = _jax_rates(command, pts, repeats)
+        if jax is None:
+            info(f"6. JAX jit(vmap({command})) float64 CPU", "skipped: jax not installed")
         else:
-            rows.append((f"6. JAX jit(vmap({command})) float64 CPU", f"{jax_rate:,.0f} pts/s", "-", "-"))
-            record(f"6. JAX's {command} throughput / diffcli's (diffcli at least as fast)", jax_rate / ours, 1.0)
-        loop = _loop_rate(command, req.points[:1000])
-        rows.append(
-            (f"6. per-point torch.autograd loop {command} (10^3 points, scaled)", f"{loop:,.0f} pts/s", "-", "-")
-        )
+            info(f"6. JAX jit(vmap({command})) float64 CPU", _rates(*jax, compiles=True))
+            compiled, default = ours["compiled"], ours["autograd"]
+            target = f"6. JAX's {command} throughput / diffcli --engine compiled's"
+            record(f"{target}, numpy in/out", jax[0] / compiled[0], 1.0)
+            record(f"{target}, resident", jax[1] / compiled[1], 1.0)
+            ratio = f"{jax[0] / default[0]:.2f}x"
+            info(f"6. JAX's {command} throughput / diffcli's default engine's, numpy in/out", ratio)
+        loop = _loop_rate(command, pts[:1000])
+        info(f"6. per-point torch.autograd loop {command} (10^3 points, scaled)", f"{loop:,.0f} pts/s")
 
 
-def _jax_rate(command: str, points) -> float | None:
+def info(target: str, measured: str) -> None:
+    rows.append((target, measured, "-", "-"))
+
+
+def _rates(numpy_rate: float, resident_rate: float, first: float, compiles: bool) -> str:
+    text = f"{numpy_rate:,.0f} pts/s numpy in/out; {resident_rate:,.0f} resident"
+    return text + (f"; first call {first:.1f} s (compiles)" if compiles else "")
+
+
+def _best_rate(fn, count: int, repeats: int) -> float:
+    """Median points/s of ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return count / statistics.median(times)
+
+
+def _diffcli_rates(request, repeats: int) -> tuple[float, float, float]:
+    import numpy as np
+    import torch
+
+    from diffcli import autodiff
+
+    start = time.perf_counter()
+    autodiff.compute(request)
+    first = time.perf_counter() - start
+    count = request.points.shape[0]
+    numpy_rate = _best_rate(lambda: autodiff.compute(request), count, repeats)
+    run = autodiff._engine(request, torch.float64, torch.device("cpu"))
+    columns = [torch.as_tensor(np.ascontiguousarray(request.points[i : i + autodiff.CHUNK].T))
+               for i in range(0, count, autodiff.CHUNK)]  # fmt: skip
+    resident_rate = _best_rate(lambda: [run(c) for c in columns], count, repeats)
+    return numpy_rate, resident_rate, first
+
+
+def _jax_rates(command: str, points, repeats: int) -> tuple[float, float, float] | None:
     try:
         import jax
     except ImportError:
         return None
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
+    import numpy as np
 
     def f(p):
         x, y = p[0], p[1]
@@ -199,10 +241,12 @@ def _jax_rate(command: str, points) -> float | None:
     transform = jax.grad(f) if command == "grad" else jax.hessian(f)
     fn = jax.jit(jax.vmap(transform))
     data = jnp.asarray(points)
-    fn(data).block_until_ready()
     start = time.perf_counter()
     fn(data).block_until_ready()
-    return points.shape[0] / (time.perf_counter() - start)
+    first = time.perf_counter() - start
+    numpy_rate = _best_rate(lambda: np.asarray(fn(jnp.asarray(points))), points.shape[0], repeats)
+    resident_rate = _best_rate(lambda: fn(data).block_until_ready(), points.shape[0], repeats)
+    return numpy_rate, resident_rate, first
 
 
 def _loop_rate(command: str, points) -> float:
@@ -241,7 +285,7 @@ def main() -> None:
     grids(repeats)
     batch(repeats)
     memory(args.quick)
-    peers(10**6)
+    peers(10**6, repeats)
     gpu()
     print(f"Machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
           f"median of {repeats} interleaved runs per ratio.\n")  # fmt: skip
