@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 #: Points per vectorised evaluation.
 CHUNK = 1 << 16
 
+#: From this many points on, formulas share common sub-expressions (SymPy's cse)
+#: before they are lambdified: below, evaluating is cheaper than cse (a batch
+#: case's ten points).
+CSE_FROM = 4096
+
 
 def _map(fn, nested):
     return [_map(fn, item) for item in nested] if isinstance(nested, list) else fn(nested)
@@ -95,9 +100,10 @@ class Formulas:
             self._arrays, self._arrays_at = {}, at
         todo = list(dict.fromkeys(e for e in exprs if e not in self._arrays))
         if todo:
-            key = tuple(todo)
+            cse = points.shape[0] >= CSE_FROM
+            key = (tuple(todo), cse)
             if key not in self._vectorised:
-                self._vectorised[key] = symbolic.vectorised(todo, self.ordered)
+                self._vectorised[key] = symbolic.vectorised(todo, self.ordered, cse)
             fn = self._vectorised[key]
             # In chunks, so the temporaries of long formulas stay bounded.
             parts = [fn(points[i : i + CHUNK]) for i in range(0, points.shape[0], CHUNK)]

@@ -13,7 +13,9 @@ approximates: zero away from the jumps and undefined on them.
 
 from __future__ import annotations
 
+import builtins
 import functools
+import keyword
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
@@ -462,13 +464,35 @@ NUMPY_FUNCTIONS = {
 }
 
 
-def vectorised(exprs: Sequence[sp.Basic], symbols: Sequence[sp.Symbol]) -> Callable[[np.ndarray], np.ndarray]:
-    """One float64 numpy function for several formulas, sharing common sub-expressions.
+@functools.cache
+def _lambdify_namespace() -> frozenset[str]:
+    """The names generated code can refer to (numpy's, ours, Python's builtins)."""
+    generated = sp.lambdify([], 0, modules=[NUMPY_FUNCTIONS, "numpy"])
+    return frozenset(generated.__globals__) | frozenset(dir(builtins))
 
-    Arguments are dummified, so the generated code only holds names that
-    diffcli made. Returns a function of a (P, n) array giving (len(exprs), P).
+
+def _plain_name(name: str) -> bool:
+    """Whether a variable can be an argument of generated code under its own name."""
+    return (
+        name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_")
+        and name not in _lambdify_namespace()
+    )  # fmt: skip
+
+
+def vectorised(
+    exprs: Sequence[sp.Basic], symbols: Sequence[sp.Symbol], cse: bool = True
+) -> Callable[[np.ndarray], np.ndarray]:
+    """One float64 numpy function for several formulas, sharing common sub-expressions
+    (``cse``: worth its cost, a third of lambdify's, only for many points).
+
+    Arguments keep the user's names where no name of the generated code's
+    namespace could be shadowed by them (cse's temporaries avoid names already in
+    use); otherwise they are dummified, which rebuilds every formula and costs
+    two thirds of lambdify's time. Returns a function of a (P, n) array giving
+    (len(exprs), P).
     """
-    fn = sp.lambdify(list(symbols), list(exprs), modules=[NUMPY_FUNCTIONS, "numpy"], cse=True, dummify=True)
+    dummify = not all(_plain_name(s.name) for s in symbols)
+    fn = sp.lambdify(list(symbols), list(exprs), modules=[NUMPY_FUNCTIONS, "numpy"], cse=cse, dummify=dummify)
 
     def evaluate(points: np.ndarray) -> np.ndarray:
         columns = [points[:, i] for i in range(points.shape[1])]

@@ -103,6 +103,22 @@ def test_vectorised_reference_handles_every_function():
     assert fast.counts() == precise.counts()
 
 
+@pytest.mark.parametrize("side", [4, 70])  # below and above reference.CSE_FROM points
+def test_vectorised_reference_with_names_of_the_generated_code(side):
+    # numpy, erf and sin are names of lambdify's namespace (the arguments get dummified);
+    # x0 is the name cse would give its first temporary.
+    from diffcli import reference
+
+    assert (side**2 >= reference.CSE_FROM) == (side == 70)
+    expr = "numpy*x0 + sin(numpy*x0)**2 + exp(erf*x0) + sin"
+    grid = [f"numpy=0.1:1:{side}", f"x0=0.2:1:{side}", "erf=0.5:1:1", "sin=2:2:1"]
+    fast = check("hessian", expr, grid=grid, variables="numpy,x0,erf,sin")
+    assert fast.counts() == {"ok": side**2}
+    # d2/dnumpy2 = 2 x0^2 cos(2 numpy x0), by hand
+    numpy_, x0 = fast.points[-1, 0], fast.points[-1, 1]
+    assert fast.reference[-1, 0, 0] == pytest.approx(2 * x0**2 * math.cos(2 * numpy_ * x0), rel=1e-13)
+
+
 def test_summary_counts_and_locates_the_largest_errors():
     report = check("grad", "x*sqrt(x)", grid=["x=0:4:5"])
     s = report.summary()
