@@ -209,15 +209,27 @@ def load(sources: Sequence[tuple[str, str]], shard: Shard | None) -> list[Case]:
     return [case for i, case in enumerate(cases) if shard is None or i in shard]
 
 
-#: Cases whose symbolic work is queued ahead of the one being finished.
-LOOKAHEAD = 4
+#: The symbolic work queued ahead of the case being finished: at least the next
+#: case, then more while the queued cases hold fewer than LOOKAHEAD_POINTS points
+#: (their references wait in memory), up to LOOKAHEAD cases. Small cases queue
+#: deep, so the workers keep busy while this process imports torch.
+LOOKAHEAD = 64
+LOOKAHEAD_POINTS = 50_000
 
 
-def _start_next(upcoming, started: deque, checks, options, backends) -> None:
-    following = next(upcoming, None)
-    if following is not None:
+def _points(jobs: list[_Job]) -> int:
+    return sum(job.started.request.points.shape[0] for job in jobs if job.started is not None)
+
+
+def _start_more(upcoming, started: deque, checks, options, backends) -> None:
+    queued = sum(_points(jobs) for jobs in started)
+    while len(started) < 2 or (len(started) < LOOKAHEAD and queued < LOOKAHEAD_POINTS):
+        following = next(upcoming, None)
+        if following is None:
+            return
         i, case = following
         started.append(start_case(case, checks, options, backends[i % len(backends)]))
+        queued += _points(started[-1])
 
 
 def run_batch(
@@ -245,14 +257,13 @@ def run_batch(
             # while this one finishes, so neither worker waits for this process.
             started: deque[list] = deque()
             upcoming = iter(enumerate(cases))
-            for _ in range(LOOKAHEAD):
-                _start_next(upcoming, started, checks or CHECKS, options, backends)
+            _start_more(upcoming, started, checks or CHECKS, options, backends)
             while started:
                 for record in finish_case(started.popleft()):
                     with interrupts.writing_record():
                         writer.add(record)
                 writer.case_done()
-                _start_next(upcoming, started, checks or CHECKS, options, backends)
+                _start_more(upcoming, started, checks or CHECKS, options, backends)
         except KeyboardInterrupt:
             interrupted = True
             for backend in backends:

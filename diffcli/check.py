@@ -203,7 +203,7 @@ class Started:
     """A check whose symbolic side is under way (see :func:`start`)."""
 
     request: Request
-    reference: object  # a diffcli.worker.Pending
+    reference: object  # a concurrent.futures.Future, or diffcli.worker.Deferred
 
 
 def start(request: Request, backend=None) -> Started:

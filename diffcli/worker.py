@@ -22,6 +22,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,34 +34,14 @@ class LimitError(DiffcliError):
     """A resource limit stopped the work; the message names the limit and its flag."""
 
 
-class Pending:
-    """A result being computed: ``result()`` waits for it (and raises what it raised).
+class Deferred:
+    """In-process work, done when its ``result()`` is asked for (as a Future's)."""
 
-    In a thread, the call only waits on the worker's pipe, so this process goes on
-    (importing torch, computing autodiff) while the worker does the SymPy work.
-    """
-
-    def __init__(self, fn, *args, background: bool):
+    def __init__(self, fn, *args):
         self._fn, self._args = fn, args
-        self._value = self._error = None
-        self._thread = None
-        if background:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._fn(*self._args)
-        except BaseException as exc:
-            self._error = exc
 
     def result(self):
-        if self._thread is None:
-            return self._fn(*self._args)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
+        return self._fn(*self._args)
 
 
 class InProcess:
@@ -92,8 +73,8 @@ class InProcess:
 
         return reference.compute(self.formulas(tree, variables), command, points, tangent, exact_rows)
 
-    def submit_reference(self, *args) -> Pending:
-        return Pending(self.reference, *args, background=False)  # SymPy here holds the GIL anyway
+    def submit_reference(self, *args) -> Deferred:
+        return Deferred(self.reference, *args)  # SymPy here holds the GIL anyway
 
     def close(self) -> None:
         self._formulas.clear()
@@ -175,6 +156,7 @@ class Isolated:
         self._conn = None
         self._ready = False
         self._lock = threading.RLock()  # one request at a time on the pipe, whichever thread asks
+        self._queue: ThreadPoolExecutor | None = None  # submitted requests, sent in order
 
     def start(self) -> None:
         """Start the worker now (it imports SymPy while this process imports torch)."""
@@ -249,17 +231,29 @@ class Isolated:
     def reference(self, tree, variables, command, points, tangent, exact_rows):
         return self._call("reference", tree, variables, command, points, tangent, exact_rows)
 
-    def submit_reference(self, *args) -> Pending:
-        return Pending(self.reference, *args, background=True)
+    def submit_reference(self, *args) -> Future:
+        """Queue a reference request: one thread sends the queue's requests in order,
+        waiting on the pipe, so this process goes on (importing torch, computing
+        autodiff) while the worker does the SymPy work, and the checks of a case
+        reach the worker together (its formulas cache serves them all)."""
+        if self._queue is None:
+            self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffcli-symbolic")
+        return self._queue.submit(self.reference, *args)
 
     def kill(self) -> None:
+        """Stop the worker process; the next request starts a new one."""
         if self._process is not None:
             self._process.kill()
             self._process.join()
         self._process = self._conn = None
         self._ready = False
 
-    close = kill
+    def close(self) -> None:
+        """Drop the queued requests and stop the worker (it may be mid-request)."""
+        if self._queue is not None:
+            self._queue.shutdown(wait=False, cancel_futures=True)
+            self._queue = None
+        self.kill()
 
 
 _backend: contextvars.ContextVar = contextvars.ContextVar("diffcli_symbolic_backend", default=None)
