@@ -22,7 +22,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -157,6 +157,7 @@ class Isolated:
         self._ready = False
         self._lock = threading.RLock()  # one request at a time on the pipe, whichever thread asks
         self._queue: ThreadPoolExecutor | None = None  # submitted requests, sent in order
+        self._generation = 0  # bumped by close(): requests queued before it are dropped
 
     def start(self) -> None:
         """Start the worker now (it imports SymPy while this process imports torch)."""
@@ -238,7 +239,12 @@ class Isolated:
         reach the worker together (its formulas cache serves them all)."""
         if self._queue is None:
             self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffcli-symbolic")
-        return self._queue.submit(self.reference, *args)
+        return self._queue.submit(self._queued, self._generation, args)
+
+    def _queued(self, generation: int, args):
+        if generation != self._generation:  # closed since: do not start a new worker for it
+            raise CancelledError
+        return self.reference(*args)
 
     def kill(self) -> None:
         """Stop the worker process; the next request starts a new one."""
@@ -250,6 +256,7 @@ class Isolated:
 
     def close(self) -> None:
         """Drop the queued requests and stop the worker (it may be mid-request)."""
+        self._generation += 1
         if self._queue is not None:
             self._queue.shutdown(wait=False, cancel_futures=True)
             self._queue = None

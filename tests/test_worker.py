@@ -1,0 +1,42 @@
+"""The symbolic worker process: requests queued in order, and a clean close."""
+
+import concurrent.futures
+
+import numpy as np
+import pytest
+
+from diffcli import worker
+from diffcli.check import prepare
+from diffcli.limits import DEFAULT
+
+
+def _args(request):
+    return (request.tree, request.variables, request.command, request.points, request.tangent, request.exact_rows)
+
+
+def test_queued_requests_are_answered_in_order_by_one_worker():
+    backend = worker.Isolated(DEFAULT)
+    try:
+        requests = [prepare("grad", f"x**{k}", ["x=2"]) for k in range(1, 6)]
+        futures = [backend.submit_reference(*_args(r)) for r in requests]
+        # d/dx x**k at 2 is k * 2**(k-1)
+        assert [f.result(timeout=60).values.tolist() for f in futures] == [[[k * 2 ** (k - 1)]] for k in range(1, 6)]
+        assert [f.result().formulas for f in futures] == [["1"], ["2*x"], ["3*x**2"], ["4*x**3"], ["5*x**4"]]
+    finally:
+        backend.close()
+
+
+def test_close_drops_the_queue_and_does_not_restart_the_worker():
+    backend = worker.Isolated(DEFAULT)
+    slow = prepare("hessian", "+".join(f"sin(x**{i})*exp(y/{i})" for i in range(1, 40)), ["x=0.5,y=0.25"])
+    futures = [backend.submit_reference(*_args(slow)) for _ in range(4)]
+    backend.close()
+    assert backend._process is None
+    for future in futures[1:]:  # the first may be mid-request when the worker is killed
+        with pytest.raises((concurrent.futures.CancelledError, worker.LimitError)):
+            future.result(timeout=60)
+    assert backend._process is None
+    # and it can be used again afterwards: a new worker, a new queue
+    again = backend.submit_reference(*_args(prepare("value", "x + 1", ["x=1"])))
+    assert np.asarray(again.result(timeout=60).values).tolist() == [2.0]
+    backend.close()
