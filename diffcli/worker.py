@@ -158,27 +158,34 @@ class Isolated:
         self._lock = threading.RLock()  # one request at a time on the pipe, whichever thread asks
         self._queue: ThreadPoolExecutor | None = None  # submitted requests, sent in order
         self._generation = 0  # bumped by close(): requests queued before it are dropped
+        self._state = threading.Lock()  # starting, killing and closing, never held during a request
 
-    def start(self) -> None:
-        """Start the worker now (it imports SymPy while this process imports torch)."""
-        if self._process is not None and self._process.is_alive():
-            return
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, self.limits.max_memory_mb), daemon=True)
-        with _main_module_hidden():
-            self._process.start()
-        child.close()
-        self._conn = parent
-        self._ready = False
+    def start(self, generation: int | None = None) -> None:
+        """Start the worker now (it imports SymPy while this process imports torch).
+        ``generation``: the queue's, for a queued request (none starts after close())."""
+        with self._state:
+            if generation is not None and generation != self._generation:
+                raise CancelledError
+            if self._process is not None and self._process.is_alive():
+                return
+            context = multiprocessing.get_context("spawn")
+            parent, child = context.Pipe()
+            process = context.Process(target=_serve, args=(child, self.limits.max_memory_mb), daemon=True)
+            with _main_module_hidden():
+                process.start()
+            child.close()
+            self._process, self._conn, self._ready = process, parent, False
 
     def _wait_until_ready(self) -> None:
         if self._ready:
             return
-        if not self._conn.poll(self.STARTUP):
+        conn, process = self._conn, self._process
+        if conn is None:
+            raise LimitError("the symbolic worker was stopped")
+        if not conn.poll(self.STARTUP):
             self.kill()
             raise LimitError(f"the symbolic worker did not start within {self.STARTUP:g} s")
-        kind, payload = self._receive()
+        kind, payload = self._receive(conn, process)
         if kind != "ready":
             self.kill()
             raise LimitError(
@@ -187,34 +194,37 @@ class Isolated:
             )
         self._ready = True
 
-    def _receive(self):
+    def _receive(self, conn, process):
         try:
-            return self._conn.recv()
+            return conn.recv()
         except EOFError:
-            if self._process is not None:
-                self._process.join(5)
-            code = self._process.exitcode if self._process else None
+            process.join(5)
+            code = process.exitcode
             self.kill()
             raise LimitError(
                 f"the symbolic worker stopped unexpectedly (exit code {code}); "
                 "if it ran out of memory, raise the limit with --max-memory"
             ) from None
 
-    def _call(self, name: str, *args):
+    def _call(self, name: str, *args, generation: int | None = None):
         with self._lock:
-            return self._call_locked(name, *args)
+            return self._call_locked(name, *args, generation=generation)
 
-    def _call_locked(self, name: str, *args):
-        self.start()
+    def _call_locked(self, name: str, *args, generation: int | None = None):
+        self.start(generation)
         self._wait_until_ready()
-        self._conn.send((name, args))
-        if not self._conn.poll(self.limits.timeout):
+        # close() may kill the worker from another thread: keep this request's own handles
+        conn, process = self._conn, self._process
+        if conn is None:
+            raise LimitError("the symbolic worker was stopped")
+        conn.send((name, args))
+        if not conn.poll(self.limits.timeout):
             self.kill()
             raise LimitError(
                 f"the symbolic work took longer than {self.limits.timeout:g} s and was stopped "
                 "(raise the limit with --timeout)"
             )
-        kind, payload = self._receive()
+        kind, payload = self._receive(conn, process)
         if kind == "ok":
             return payload
         if kind == "memory":
@@ -242,21 +252,21 @@ class Isolated:
         return self._queue.submit(self._queued, self._generation, args)
 
     def _queued(self, generation: int, args):
-        if generation != self._generation:  # closed since: do not start a new worker for it
-            raise CancelledError
-        return self.reference(*args)
+        return self._call("reference", *args, generation=generation)  # refused if closed since
 
     def kill(self) -> None:
-        """Stop the worker process; the next request starts a new one."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.join()
-        self._process = self._conn = None
-        self._ready = False
+        """Stop the worker process; the next request starts a new one. Safe to call from
+        two threads at once (close() while the queue's thread hits a time limit)."""
+        with self._state:
+            process, self._process, self._conn, self._ready = self._process, None, None, False
+        if process is not None:
+            process.kill()
+            process.join()
 
     def close(self) -> None:
         """Drop the queued requests and stop the worker (it may be mid-request)."""
-        self._generation += 1
+        with self._state:
+            self._generation += 1
         if self._queue is not None:
             self._queue.shutdown(wait=False, cancel_futures=True)
             self._queue = None
