@@ -373,6 +373,8 @@ def _numpy_op(op: str, arity: int):
     operands = [sp.Symbol(f"_a{i}", real=True) for i in range(arity)]
     with sympy_evaluate(False):
         expr = SYMPY[op](*operands)
+    if op == "log" and arity == 2:  # unevaluated, it prints as numpy.log(x, base): base taken as `out`
+        expr = sp.log(operands[0]) / sp.log(operands[1])
     return sp.lambdify(operands, expr, modules=[NUMPY_FUNCTIONS, "numpy"], dummify=False)
 
 
@@ -380,7 +382,7 @@ def defined_vectorised(node: Node, variables: Sequence[str], points: np.ndarray)
     """(P,) bool: :func:`defined_at` in float64 for many points at once: every
     sub-expression on the path taken is finite. (An intermediate float64
     overflow, exp(1000)/exp(1000), counts as undefined here.)"""
-    columns = {name: points[:, i] for i, name in enumerate(variables)}
+    columns = {name: np.ascontiguousarray(points[:, i]) for i, name in enumerate(variables)}
     ones = np.ones(points.shape[0], dtype=bool)
     values: dict[Node, np.ndarray] = {}
     ok = ones.copy()
@@ -389,12 +391,12 @@ def defined_vectorised(node: Node, variables: Sequence[str], points: np.ndarray)
         if n not in values:
             if n.op == "var":
                 result = columns[n.text]
-            elif n.op in LEAVES:
-                result = np.full(points.shape[0], float(_leaf(n, {})) if n.op != "bool" else n.text == "True")
+            elif n.op in LEAVES:  # a scalar: x**2 then takes numpy's square, not a general power
+                result = np.float64(_leaf(n, {})) if n.op != "bool" else np.bool_(n.text == "True")
             elif n.op in ("If", "Piecewise"):
                 pieces = _pieces(n)
-                conds = [value(c) if c is not None else ones for _, c in pieces]
-                result = np.select(conds, [value(p) for p, _ in pieces], default=math.nan)
+                conds = [np.broadcast_to(value(c), ones.shape) if c is not None else ones for _, c in pieces]
+                result = np.select(conds, [np.broadcast_to(value(p), ones.shape) for p, _ in pieces], default=math.nan)
             else:
                 with np.errstate(all="ignore"):
                     result = np.broadcast_to(_numpy_op(n.op, len(n.args))(*(value(a) for a in n.args)), ones.shape)
@@ -495,7 +497,7 @@ def vectorised(
     fn = sp.lambdify(list(symbols), list(exprs), modules=[NUMPY_FUNCTIONS, "numpy"], cse=cse, dummify=dummify)
 
     def evaluate(points: np.ndarray) -> np.ndarray:
-        columns = [points[:, i] for i in range(points.shape[1])]
+        columns = [np.ascontiguousarray(points[:, i]) for i in range(points.shape[1])]
         with np.errstate(all="ignore"):
             out = fn(*columns)
         rows = [np.broadcast_to(np.real_if_close(np.asarray(o)), (points.shape[0],)) for o in out]

@@ -119,6 +119,19 @@ def test_vectorised_reference_with_names_of_the_generated_code(side):
     assert fast.reference[-1, 0, 0] == pytest.approx(2 * x0**2 * math.cos(2 * numpy_ * x0), rel=1e-13)
 
 
+def test_the_definedness_check_leaves_the_points_alone():
+    # log(x, y) once printed as numpy.log(x, y), which writes log(x) into y (its `out`)
+    from diffcli.check import prepare
+    from diffcli.symbolic import defined_vectorised
+
+    request = prepare("value", "log(x, y) + sqrt(y - 1)", grid=["x=0.5:2:4", "y=0:2:5"])
+    points = request.points.copy()
+    defined = defined_vectorised(request.tree, request.variables, request.points)
+    np.testing.assert_array_equal(request.points, points)
+    # defined where y > 1 (base 1 divides by log(1) = 0; sqrt needs y >= 1)
+    np.testing.assert_array_equal(defined, points[:, 1] > 1)
+
+
 def test_summary_counts_and_locates_the_largest_errors():
     report = check("grad", "x*sqrt(x)", grid=["x=0:4:5"])
     s = report.summary()
