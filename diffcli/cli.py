@@ -182,6 +182,8 @@ def run_check(command: str, expr: str, fmt, debug, summary, with_results, points
         text = read_expression(expr)
         request = prepare(command, text, points_csv=points_csv, precise=precise or None, limits=limits, **options)
         fmt = fmt or default_format()
+        if request.engine == "compiled" and sys.stderr.isatty():
+            click.echo("diffcli: compiling with torch.compile (seconds; kernels are cached for next time)", err=True)
         # Only a summary wanted: stream it, so memory does not grow with the points.
         only_summary = (summary or (fmt == "table" and len(request.points) > TABLE_POINTS)) and not with_results
         with progress_bar(sys.stdout, enabled=fmt == "table" and sys.stdout.isatty(), total=len(request.points)) as bar:
@@ -195,9 +197,10 @@ def run_check(command: str, expr: str, fmt, debug, summary, with_results, points
 def cli() -> None:
     """Check torch autodiff against SymPy's symbolic derivatives.
 
-    Each command evaluates EXPR with torch.func at every point and prints
-    the result side by side with SymPy's answer (evaluated to 30 digits), the
-    error, and a verdict: ok, mismatch, or undefined (no finite reference).
+    Each command computes EXPR or its derivatives with torch autodiff at every
+    point and prints the result side by side with SymPy's symbolic answer (to 30
+    digits at points given by hand, in float64 at generated ones), the error, and
+    a verdict: ok, mismatch, or undefined (no finite reference).
     """
 
 
