@@ -59,6 +59,14 @@ def test_compiled_engine_values_by_hand():
 
 
 @needs_compiler
+def test_compiled_engine_with_let_values():
+    # r = sqrt(x^2 + y^2) at (1, 2) is sqrt(5); d/dx, d/dy of r^2 + x = (2x + 1, 2y) = (3, 4)
+    result = check("grad", "r**2 + x", ["x=1,y=2"], let={"r": "sqrt(x^2+y^2)"}, engine="compiled").results[0]
+    assert result.status == "ok" and result.aux == {"r": pytest.approx(math.sqrt(5), rel=1e-15)}
+    np.testing.assert_allclose(result.autodiff, [3.0, 4.0], rtol=1e-15)
+
+
+@needs_compiler
 def test_compiled_engine_on_the_command_line():
     result = CliRunner().invoke(
         cli, ["grad", "x**2*sin(y) + exp(x*y)/(1+y**2)", "--at", "x=1,y=0", "--engine", "compiled", "--format", "plain"]
