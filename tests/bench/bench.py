@@ -218,10 +218,17 @@ def _diffcli_rates(request, repeats: int) -> tuple[float, float, float]:
     first = time.perf_counter() - start
     count = request.points.shape[0]
     numpy_rate = _best_rate(lambda: autodiff.compute(request), count, repeats)
-    run = autodiff._engine(request, torch.float64, torch.device("cpu"))
-    columns = [torch.as_tensor(np.ascontiguousarray(request.points[i : i + autodiff.CHUNK].T))
+    device = torch.device(request.device)
+    run = autodiff._engine(request, torch.float64, device)
+    columns = [torch.as_tensor(np.ascontiguousarray(request.points[i : i + autodiff.CHUNK].T), device=device)
                for i in range(0, count, autodiff.CHUNK)]  # fmt: skip
-    resident_rate = _best_rate(lambda: [run(c) for c in columns], count, repeats)
+
+    def resident():
+        [run(c) for c in columns]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    resident_rate = _best_rate(resident, count, repeats)
     return numpy_rate, resident_rate, first
 
 
@@ -273,6 +280,11 @@ def gpu() -> None:
                       "--device", "cuda", "--engine", engine)  # fmt: skip
         seconds = wall(cmd)
         info(f"7. --device cuda --engine {engine}, 10^7-point grid", f"{10**7 / seconds:,.0f} pts/s (whole command)")
+        sys.path.insert(0, str(ROOT))
+        from diffcli.check import prepare
+
+        request = prepare("grad", EXPR, grid=["x=-2:2:3163", "y=-2:2:3163"], device="cuda", engine=engine)
+        info(f"7. --device cuda --engine {engine} grad, library", _rates(*_diffcli_rates(request, 3), compiles=True))
 
 
 def main() -> None:
