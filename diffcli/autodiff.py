@@ -29,6 +29,7 @@ points are asked for.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -165,23 +166,48 @@ def _forward(f, columns: torch.Tensor, tangent: torch.Tensor):
 # -- torch.compile -------------------------------------------------------------------
 
 
+#: The compiled engine's outputs for one chunk of points stay below this many bytes
+#: (a Hessian of many variables is n*n numbers per point).
+COMPILED_CHUNK_BYTES = 1 << 26
+
+
 class _Inductor:
     """The autograd engine traced once into a flat graph of aten ops (``make_fx``
     records the backward passes too) and compiled by torch.compile's inductor into
-    one fused, vectorised loop. Shapes are static: every chunk is padded to
-    :data:`CHUNK` points, so one compilation serves any number of points."""
+    one fused, vectorised loop. Shapes are static: points go in chunks of a power
+    of two, the last one padded, so a compilation serves any number of points.
+    A chunk holds at most ``limit`` points and :data:`COMPILED_CHUNK_BYTES` of
+    output; a kernel already compiled for as many points is reused (a summary
+    grid's short last chunk), and a bigger one compiled only when more points come."""
 
-    def __init__(self, command: str, f, tangent, chunk: int):
-        self.command, self.f, self.tangent, self.chunk = command, f, tangent, chunk
-        self.fn = None
+    def __init__(self, command: str, f, tangent, limit: int):
+        self.command, self.f, self.tangent, self.limit = command, f, tangent, limit
+        self.kernels: dict[int, Callable] = {}  # chunk size -> compiled function
 
     def __call__(self, columns: torch.Tensor):
         size = columns.shape[1]
-        if size < self.chunk:  # pad with copies of the last point
-            columns = torch.cat([columns, columns[:, -1:].expand(-1, self.chunk - size)], dim=1)
-        if self.fn is None:
-            self.fn = self._compile(columns)
-        value, quantity, aux = self.fn(columns)
+        chunk = self._chunk_for(size, columns)
+        parts = [self._run(chunk, columns[:, i : i + chunk]) for i in range(0, size, chunk)]
+        if len(parts) == 1:
+            return parts[0]
+        value, quantity, aux = zip(*parts, strict=True)
+        return torch.cat(value), torch.cat(quantity), {k: torch.cat([a[k] for a in aux]) for k in aux[0]}
+
+    def _chunk_for(self, size: int, columns: torch.Tensor) -> int:
+        n = columns.shape[0]
+        per_point = (2 + n * n if self.command == "hessian" else 2 + n) + len(self.f.aux)
+        fits = max(COMPILED_CHUNK_BYTES // (per_point * columns.element_size()), 1)
+        most = 1 << (min(self.limit, fits).bit_length() - 1)  # the largest power of two allowed
+        wanted = min(1 << (size - 1).bit_length(), most)
+        return min((c for c in self.kernels if c >= wanted), default=wanted)
+
+    def _run(self, chunk: int, columns: torch.Tensor):
+        size = columns.shape[1]
+        if size < chunk:  # pad with copies of the last point
+            columns = torch.cat([columns, columns[:, -1:].expand(-1, chunk - size)], dim=1)
+        if chunk not in self.kernels:
+            self.kernels[chunk] = self._compile(columns)
+        value, quantity, aux = self.kernels[chunk](columns)
         return value[:size], quantity[:size], {k: a[:size] for k, a in aux.items()}
 
     def _compile(self, example: torch.Tensor):
