@@ -22,8 +22,8 @@ imports ``torch._dynamo`` (about 0.7 s here) and the first forward-mode one
 plain autograd imports neither and is as fast on big batches. The answers
 agree to within a few ulps (tests compare the engines on every function).
 
-Points go :data:`CHUNK` at a time, so memory stays bounded however many
-points are asked for.
+Points go :func:`points_per_chunk` at a time (at most :data:`CHUNK`), so
+memory stays bounded however many points are asked for.
 """
 
 from __future__ import annotations
@@ -166,19 +166,26 @@ def _forward(f, columns: torch.Tensor, tangent: torch.Tensor):
 # -- torch.compile -------------------------------------------------------------------
 
 
-#: The compiled engine's outputs for one chunk of points stay below this many bytes
-#: (a Hessian of many variables is n*n numbers per point).
-COMPILED_CHUNK_BYTES = 1 << 26
+#: The outputs for one chunk of points stay below this many bytes (a Hessian of
+#: many variables is n*n numbers per point), whatever the engine.
+CHUNK_BYTES = 1 << 26
+
+
+def points_per_chunk(command: str, n: int, n_aux: int, itemsize: int) -> int:
+    """A power of two, at most :data:`CHUNK` and :data:`CHUNK_BYTES` of outputs."""
+    per_point = (2 + n * n if command == "hessian" else 2 + n) + n_aux
+    most = min(CHUNK, max(CHUNK_BYTES // (per_point * itemsize), 1))
+    return 1 << (most.bit_length() - 1)
 
 
 class _Inductor:
     """The autograd engine traced once into a flat graph of aten ops (``make_fx``
     records the backward passes too) and compiled by torch.compile's inductor into
     one fused, vectorised loop. Shapes are static: points go in chunks of a power
-    of two, the last one padded, so a compilation serves any number of points.
-    A chunk holds at most ``limit`` points and :data:`COMPILED_CHUNK_BYTES` of
-    output; a kernel already compiled for as many points is reused (a summary
-    grid's short last chunk), and a bigger one compiled only when more points come."""
+    of two (at most ``limit``, from :func:`points_per_chunk`), the last one padded,
+    so a compilation serves any number of points. A kernel already compiled for
+    as many points is reused (a summary grid's short last chunk), and a bigger
+    one compiled only when more points come."""
 
     def __init__(self, command: str, f, tangent, limit: int):
         self.command, self.f, self.tangent, self.limit = command, f, tangent, limit
@@ -186,19 +193,15 @@ class _Inductor:
 
     def __call__(self, columns: torch.Tensor):
         size = columns.shape[1]
-        chunk = self._chunk_for(size, columns)
+        chunk = self._chunk_for(size)
         parts = [self._run(chunk, columns[:, i : i + chunk]) for i in range(0, size, chunk)]
         if len(parts) == 1:
             return parts[0]
         value, quantity, aux = zip(*parts, strict=True)
         return torch.cat(value), torch.cat(quantity), {k: torch.cat([a[k] for a in aux]) for k in aux[0]}
 
-    def _chunk_for(self, size: int, columns: torch.Tensor) -> int:
-        n = columns.shape[0]
-        per_point = (2 + n * n if self.command == "hessian" else 2 + n) + len(self.f.aux)
-        fits = max(COMPILED_CHUNK_BYTES // (per_point * columns.element_size()), 1)
-        most = 1 << (min(self.limit, fits).bit_length() - 1)  # the largest power of two allowed
-        wanted = min(1 << (size - 1).bit_length(), most)
+    def _chunk_for(self, size: int) -> int:
+        wanted = min(1 << (size - 1).bit_length(), self.limit)
         return min((c for c in self.kernels if c >= wanted), default=wanted)
 
     def _run(self, chunk: int, columns: torch.Tensor):
@@ -237,11 +240,11 @@ def _tangent(tangent, dtype, device, n: int) -> torch.Tensor | None:
     return None if tangent is None else torch.tensor(tangent, dtype=dtype, device=device).reshape(n)
 
 
-def _engine(request: Request, dtype: torch.dtype, device: torch.device):
+def _engine(request: Request, dtype: torch.dtype, device: torch.device, chunk: int = CHUNK):
     """A callable: (n, P) columns -> (values, quantity, aux) for the request's engine."""
     if request.engine == "compiled":
         key = (request.command, request.tree, tuple(request.variables), dtype, device, tuple(request.aux.items()))
-        return _compiled(*key, request.tangent, CHUNK)
+        return _compiled(*key, request.tangent, chunk)
     f = compile_torch(request.tree, request.variables, dtype, device, request.aux)
     tangent = _tangent(request.tangent, dtype, device, len(request.variables))
     engine = _with_func if request.engine == "func" else _with_autograd
@@ -255,14 +258,15 @@ def compute(request: Request, progress=None) -> tuple[np.ndarray, np.ndarray, di
     """
     device = resolve_device(request.device)
     dtype = getattr(torch, request.dtype)
-    run = _engine(request, dtype, device)
     points = np.asarray(request.points, dtype=np.float64)
+    step = points_per_chunk(request.command, points.shape[1], len(request.aux), dtype.itemsize)
+    run = _engine(request, dtype, device, step)
     parts = []
-    for start in range(0, points.shape[0], CHUNK):
-        columns = np.ascontiguousarray(points[start : start + CHUNK].T)  # (n, P): numpy transposes fastest
+    for start in range(0, points.shape[0], step):
+        columns = np.ascontiguousarray(points[start : start + step].T)  # (n, P): numpy transposes fastest
         parts.append(run(torch.as_tensor(columns, dtype=dtype, device=device)))
         if progress is not None:
-            progress(min(start + CHUNK, points.shape[0]), points.shape[0])
+            progress(min(start + step, points.shape[0]), points.shape[0])
     values = _to_numpy([p[0] for p in parts])
     quantities = _to_numpy([p[1] for p in parts])
     aux = {name: _to_numpy([p[2][name] for p in parts]) for name in request.aux}

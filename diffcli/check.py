@@ -253,7 +253,8 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
     from diffcli import autodiff, worker
 
     backend = backend or worker.current()
-    total, step = request.points.shape[0], autodiff.CHUNK
+    total = request.points.shape[0]
+    step = autodiff.points_per_chunk(request.command, len(request.variables), len(request.aux), itemsize=8)
     parts = [replace(request, points=request.points[i : i + step], exact_rows=min(max(request.exact_rows - i, 0), step))
              for i in range(0, total, step)]  # fmt: skip
 
@@ -267,7 +268,7 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
         summary.add(part.points, judge_many(quantities, ref.values, request.tolerance))
         symbolic = ref.formulas
         if progress is not None:
-            progress(min((k + 1) * autodiff.CHUNK, total), total)
+            progress(min((k + 1) * step, total), total)
     shape = (0, *np.shape(symbolic)) if isinstance(symbolic, list) else (0,)
     nothing = Verdicts(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0))
     return _report(

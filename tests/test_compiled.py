@@ -76,21 +76,15 @@ def test_compiled_engine_on_the_command_line():
     assert (point, value, autodiff, reference, status) == ("x=1.0,y=0.0", "1.0", "0.0,2.0", "0.0,2.0", "ok")
 
 
-def test_chunk_sizes_of_the_compiled_engine():
-    import torch
-
-    class F:
-        def __init__(self):
-            self.aux = {"r": None}
-
-    engine = autodiff._Inductor("hessian", F(), None, limit=1 << 17)
-    two = torch.zeros(2, 1, dtype=torch.float64)
-    assert engine._chunk_for(1, two) == 1  # a one-liner is not padded to a big chunk
-    assert engine._chunk_for(1000, two) == 1024 and engine._chunk_for(10**6, two) == 1 << 17
+def test_chunk_sizes():
+    assert autodiff.points_per_chunk("grad", 2, 0, 8) == autodiff.CHUNK
     # a Hessian of 50 variables: 2 + 2500 + 1 numbers a point, 64 MiB of them at most
-    assert engine._chunk_for(10**6, torch.zeros(50, 1, dtype=torch.float64)) == 2048
-    engine.kernels = {1 << 17: None}
-    assert engine._chunk_for(100, two) == 1 << 17  # a summary's short last chunk reuses the big kernel
+    assert autodiff.points_per_chunk("hessian", 50, 1, 8) == 2048
+    engine = autodiff._Inductor("grad", None, None, limit=autodiff.CHUNK)
+    assert engine._chunk_for(1) == 1  # a one-liner is not padded to a big chunk
+    assert engine._chunk_for(1000) == 1024 and engine._chunk_for(10**6) == autodiff.CHUNK
+    engine.kernels = {autodiff.CHUNK: None}
+    assert engine._chunk_for(100) == autodiff.CHUNK  # a summary's short last chunk reuses the big kernel
 
 
 def test_every_engine_is_offered_on_the_command_line():
