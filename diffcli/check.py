@@ -269,7 +269,8 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
         symbolic = ref.formulas
         if progress is not None:
             progress(min((k + 1) * step, total), total)
-    shape = (0, *np.shape(symbolic)) if isinstance(symbolic, list) else (0,)
+    n = len(request.variables)
+    shape = {"grad": (0, n), "hessian": (0, n, n)}.get(request.command, (0,))
     nothing = Verdicts(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0))
     return _report(
         request, symbolic, points=np.zeros((0, len(request.variables))), values=np.zeros(0),

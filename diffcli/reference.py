@@ -151,7 +151,8 @@ class Reference:
 def _part(formulas: Formulas, command: str, points: np.ndarray, tangent, exact: bool) -> np.ndarray:
     """The quantity's values at some points, all exact or all float64 (P, *shape)."""
     quantity = formulas.quantity(command, tangent) if exact or command != "jvp" else formulas.grad
-    shape = np.shape(quantity) if isinstance(quantity, list) else ()
+    n = len(formulas.variables)  # np.shape([]) would lose the Hessian's second axis when n = 0
+    shape = {"hessian": (n, n)}.get(command, np.shape(quantity) if isinstance(quantity, list) else ())
     leaves = _flatten(quantity)
     needed = leaves + ([formulas.expr] if command != "value" else [])
     needed += formulas.grad if command == "hessian" else []

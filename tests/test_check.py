@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from diffcli.check import check, prepare
+from diffcli.check import check, prepare, run_summary
 from diffcli.errors import DiffcliError
 
 
@@ -125,6 +125,14 @@ def test_positional_points_follow_variable_order():
 def test_constant_expression_needs_no_point():
     result = only(check("grad", "2 + pi"))
     assert result.value == 2 + math.pi and result.autodiff.shape == (0,)
+
+
+@pytest.mark.parametrize("engine", ["autograd", "func"])
+def test_constant_expression_has_an_empty_hessian(engine):
+    # once an IndexError: the reference's (P, 0) array had lost the second axis of (P, 0, 0)
+    result = only(check("hessian", "2 + pi", engine=engine))
+    assert result.status == "ok" and result.autodiff.shape == (0, 0) and result.reference.shape == (0, 0)
+    assert run_summary(prepare("hessian", "2 + pi")).autodiff.shape == (0, 0, 0)
 
 
 def test_float32_rounds_points_and_scales_tolerances():
