@@ -13,8 +13,11 @@ sub-expressions are computed once by both backends.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: Operator node names; every other ``op`` is a function from the language.
 COMPARISONS = {"Lt": "<", "Le": "<=", "Gt": ">", "Ge": ">=", "Eq": "==", "Ne": "!="}
@@ -29,7 +32,10 @@ class Node:
     Leaves carry ``text``: the literal for ``num`` (as typed, exact), the
     name for ``var`` and ``const``, ``True``/``False`` for ``bool``. ``If``
     has args (value, condition, otherwise) and ``Piecewise`` alternates
-    value and condition.
+    value and condition. ``Sum`` is a chain of three or more terms joined by
+    ``+`` and ``-`` (``text`` holds the signs, one per term after the first): one
+    flat node instead of one level per term, so a long series stays within the
+    nesting limit, and every backend still folds it left to right, as typed.
     """
 
     op: str
@@ -62,6 +68,7 @@ _PRECEDENCE = {
     **dict.fromkeys(COMPARISONS, 4),
     "Add": 5,
     "Sub": 5,
+    "Sum": 5,
     "Mul": 6,
     "Div": 6,
     "Neg": 7,
@@ -105,6 +112,10 @@ def to_text(node: Node) -> str:
         base, exponent = args
         right = to_text(exponent) if _precedence(exponent) == _ATOM else f"({to_text(exponent)})"
         return f"{_wrapped(base, _PRECEDENCE['Pow'])}**{right}"
+    if op == "Sum":
+        level = _PRECEDENCE[op]
+        rest = [_INFIX["Add" if sign == "+" else "Sub"] + _wrapped(t, level) for sign, t in zip(node.text, args[1:])]
+        return _wrapped(args[0], level - 1) + "".join(rest)
     if op in _INFIX:
         level = _PRECEDENCE[op]
         left, right = args
@@ -113,6 +124,14 @@ def to_text(node: Node) -> str:
         pairs = [f"({to_text(v)}, {to_text(c)})" for v, c in zip(args[::2], args[1::2])]
         return f"Piecewise({', '.join(pairs)})"
     return f"{op}({', '.join(to_text(a) for a in args)})"
+
+
+def fold_sum(terms: Sequence[T], signs: str, add: Callable[[T, T], T], sub: Callable[[T, T], T]) -> T:
+    """A ``Sum`` node's value from its terms' values, left to right as typed."""
+    result = terms[0]
+    for sign, term in zip(signs, terms[1:], strict=True):
+        result = add(result, term) if sign == "+" else sub(result, term)
+    return result
 
 
 def substitute(node: Node, bindings: dict[str, Node]) -> Node:

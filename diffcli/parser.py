@@ -156,8 +156,13 @@ def check_name(name: str) -> str | None:
     return None
 
 
+def _is_sum(node: ast.AST) -> bool:
+    return isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub))
+
+
 def _check_size(tree: ast.AST, source: str, limits: Limits) -> None:
-    """Node count and nesting depth, without recursion (the builder recurses next)."""
+    """Node count and nesting depth, without recursion (the builder recurses next).
+    A chain of + and - is one level (the builder makes it one flat Sum node)."""
     count, stack = 0, [(tree, 1)]
     while stack:
         node, depth = stack.pop()
@@ -166,7 +171,9 @@ def _check_size(tree: ast.AST, source: str, limits: Limits) -> None:
             raise ParseError(f"the expression has more than {limits.max_nodes} syntax nodes", source, 0, len(source))
         if depth > limits.max_depth:
             raise ParseError(f"the expression is nested more than {limits.max_depth} levels deep", source, 0)
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        for child in ast.iter_child_nodes(node):
+            same_chain = _is_sum(node) and child is node.left and _is_sum(child)
+            stack.append((child, depth if same_chain else depth + 1))
 
 
 def _check_one_line(source: str) -> None:
@@ -276,6 +283,8 @@ class _Builder:
             return self.number(node)
         if isinstance(node, ast.Name):
             return self.name(node)
+        if _is_sum(node) and _is_sum(node.left):
+            return self.sum(node)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             op = _BINARY[type(node.op)]
             return Node(op, (self.real(node.left), self.real(node.right)), span=self.span(node))
@@ -303,6 +312,17 @@ class _Builder:
         if isinstance(node, (ast.BinOp, ast.UnaryOp)):
             raise self.fail("this operator is not allowed; use + - * / ** ^ %", node)
         raise self.fail(f"{_DESCRIBE.get(type(node), type(node).__name__)} not allowed in an expression", node)
+
+    def sum(self, node: ast.BinOp) -> Node:
+        """a + b - c + ...: one Sum node, built without recursing down the chain."""
+        terms, signs, top = [], [], node
+        while _is_sum(node):
+            terms.append(node.right)
+            signs.append("+" if isinstance(node.op, ast.Add) else "-")
+            node = node.left
+        terms.append(node)
+        built = tuple(self.real(t) for t in reversed(terms))
+        return Node("Sum", built, "".join(reversed(signs)), span=self.span(top))
 
     def real(self, node: ast.AST) -> Node:
         built = self.build(node)
@@ -385,6 +405,8 @@ def _magnitude(node: Node, limits: Limits, source: str) -> float | None:
         size = 10.0 ** min(parts[0], 300) * max(parts[0], 1.0)
     elif op in ("log", "loggamma"):
         size = math.log10(max(parts[0], 1.0) * 2.31) + 1.0
+    elif op == "Sum":
+        size = max(parts) + math.log10(len(parts))
     else:  # sums, roots, Abs, floor, Max, Mod, Piecewise ...: no bigger than the biggest part
         size = max(parts, default=1.0) + 0.5
     if size > limits.max_constant_digits:

@@ -25,7 +25,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.parameters import evaluate as sympy_evaluate
 
-from diffcli.expr import LEAVES, Node
+from diffcli.expr import LEAVES, Node, fold_sum
 
 #: Significant digits of the reference evaluation (float64 has ~16).
 DIGITS = 30
@@ -233,6 +233,13 @@ def _leaf(n: Node, symbols: Mapping[str, sp.Basic]) -> sp.Basic:
     return sp.true if n.text == "True" else sp.false
 
 
+def _apply(node: Node, args: list) -> sp.Basic:
+    """A node's operation on its operands' SymPy values (a Sum's terms added at once)."""
+    if node.op == "Sum":
+        return sp.Add(*(a if sign == "+" else -a for sign, a in zip("+" + node.text, args, strict=True)))
+    return SYMPY[node.op](*args)
+
+
 def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) -> sp.Basic:
     """The SymPy expression for a tree: SymPy's evaluated, canonical form, or with
     ``typed=True`` the structure as typed (``x/x`` stays a quotient, so numpy
@@ -241,7 +248,7 @@ def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) 
 
     def build(n: Node) -> sp.Basic:
         if n not in memo:
-            memo[n] = _leaf(n, symbols) if n.op in LEAVES else SYMPY[n.op](*(build(a) for a in n.args))
+            memo[n] = _leaf(n, symbols) if n.op in LEAVES else _apply(n, [build(a) for a in n.args])
         return memo[n]
 
     if typed:
@@ -275,7 +282,7 @@ def defined_at(node: Node, point: Mapping[str, float]) -> bool:
             result = _taken(pieces)
         else:
             try:
-                result = SYMPY[n.op](*(value(a) for a in n.args))
+                result = _apply(n, [value(a) for a in n.args])
             except (TypeError, ValueError, ArithmeticError):
                 raise _UndefinedError from None
             if n.is_condition:
@@ -397,6 +404,10 @@ def defined_vectorised(node: Node, variables: Sequence[str], points: np.ndarray)
                 pieces = _pieces(n)
                 conds = [np.broadcast_to(value(c), ones.shape) if c is not None else ones for _, c in pieces]
                 result = np.select(conds, [np.broadcast_to(value(p), ones.shape) for p, _ in pieces], default=math.nan)
+            elif n.op == "Sum":  # left to right, as torch: an intermediate overflow counts
+                with np.errstate(all="ignore"):
+                    terms = [value(a) for a in n.args]
+                    result = np.broadcast_to(fold_sum(terms, n.text, np.add, np.subtract), ones.shape)
             else:
                 with np.errstate(all="ignore"):
                     result = np.broadcast_to(_numpy_op(n.op, len(n.args))(*(value(a) for a in n.args)), ones.shape)

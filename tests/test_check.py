@@ -128,6 +128,22 @@ def test_constant_expression_needs_no_point():
 
 
 @pytest.mark.parametrize("engine", ["autograd", "func"])
+def test_a_long_alternating_series(engine):
+    # sum_{k=1}^{300} (-1)^(k+1) x^k / k -> log(1 + x) at |x| < 1; its derivative
+    # sum (-1)^(k+1) x^(k-1) = (1 - (-x)^300) / (1 + x), summed by hand below
+    text = "x" + "".join(f" {'-' if k % 2 == 0 else '+'} x**{k}/{k}" for k in range(2, 301))
+    x = 0.5
+    report = check("hessian", text, [f"x={x}"], engine=engine)
+    result = only(report)
+    second = sum((-1) ** (k + 1) * (k - 1) * x ** (k - 2) for k in range(2, 301))
+    assert result.status == "ok" and result.value == pytest.approx(math.log1p(x), rel=1e-15)
+    assert result.autodiff[0, 0] == pytest.approx(second, rel=1e-13) and second == pytest.approx(-1 / (1 + x) ** 2)
+    grid = check("grad", text, grid=["x=-0.9:0.9:19"], engine=engine)
+    assert grid.counts() == {"ok": 19}
+    np.testing.assert_allclose(grid.autodiff[:, 0], 1 / (1 + grid.points[:, 0]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["autograd", "func"])
 def test_constant_expression_has_an_empty_hessian(engine):
     # once an IndexError: the reference's (P, 0) array had lost the second axis of (P, 0, 0)
     result = only(check("hessian", "2 + pi", engine=engine))

@@ -130,3 +130,21 @@ def test_assignments_split_on_top_level_commas():
 def test_bad_assignments(spec):
     with pytest.raises(ParseError):
         parse_assignments(spec)
+
+
+def test_chains_of_plus_and_minus_are_one_flat_node():
+    tree = parse_expression("x - y - 2*z + sin(x)")
+    assert tree.op == "Sum" and tree.text == "--+" and len(tree.args) == 4
+    assert str(tree) == "x - y - 2*z + sin(x)"
+    assert str(parse_expression("a - (b - c) + d")) == "a - (b - c) + d"  # the right operand keeps its group
+    assert parse_expression("x + y").op == "Add"  # a single operator stays binary
+
+
+def test_a_long_series_is_within_the_nesting_limit():
+    # 500 terms: once 500 levels deep, refused past 200
+    text = " - ".join(f"x**{k}" for k in range(1, 501))
+    tree = parse_expression(text)
+    assert tree.op == "Sum" and len(tree.args) == 500 and tree.text == "-" * 499
+    assert parse_expression(str(tree)) == tree
+    with pytest.raises(ParseError, match="nested more than 200 levels"):
+        parse_expression("-" * 250 + "x")  # other nesting still counts
