@@ -29,9 +29,16 @@ class ParseError(DiffcliError):
         self.start = max(0, min(start, len(source)))
         self.end = max(self.start + 1, min(end if end is not None else start + 1, len(source) + 1))
 
+    #: Characters of the source shown around the problem; longer sources are cut to a window.
+    WIDTH = 100
+
     def render(self) -> str:
-        carets = " " * self.start + "^" * (self.end - self.start)
-        return f"{self.message} (column {self.start + 1})\n  {_visible(self.source)}\n  {carets}"
+        first = 0 if len(self.source) <= self.WIDTH else max(0, min(self.start - 30, len(self.source) - self.WIDTH))
+        last = first + self.WIDTH
+        lead, tail = ("..." if first else ""), ("..." if last < len(self.source) else "")
+        shown = lead + _visible(self.source[first:last]) + tail
+        carets = " " * (len(lead) + self.start - first) + "^" * max(1, min(self.end, last) - self.start)
+        return f"{self.message} (column {self.start + 1})\n  {shown}\n  {carets}"
 
 
 def _visible(text: str) -> str:

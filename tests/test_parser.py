@@ -148,3 +148,13 @@ def test_a_long_series_is_within_the_nesting_limit():
     assert parse_expression(str(tree)) == tree
     with pytest.raises(ParseError, match="nested more than 200 levels"):
         parse_expression("-" * 250 + "x")  # other nesting still counts
+
+
+def test_errors_in_long_expressions_show_a_window_around_the_problem():
+    text = "+".join(f"x**{k}" for k in range(1, 60)) + " + foo(x) + 1"
+    with pytest.raises(ParseError) as info:
+        parse_expression(text)
+    message, shown, carets = info.value.render().splitlines()
+    assert message == f"unknown function 'foo' (did you mean 'floor'?) (column {text.index('foo') + 1})"
+    assert len(shown) <= 2 + 3 + ParseError.WIDTH + 3 and shown.startswith("  ...") and shown.endswith(" + 1")
+    assert shown[len(carets) - 3 : len(carets)] == "foo" and carets.endswith("^^^")
