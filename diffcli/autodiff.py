@@ -29,6 +29,7 @@ memory stays bounded however many points are asked for.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 
 from diffcli.errors import DiffcliError
+from diffcli.report import quantity_shape
 from diffcli.torch_compile import compile_torch
 
 if TYPE_CHECKING:
@@ -166,14 +168,14 @@ def _forward(f, columns: torch.Tensor, tangent: torch.Tensor):
 # -- torch.compile -------------------------------------------------------------------
 
 
-#: The outputs for one chunk of points stay below this many bytes (a Hessian of
+#: One chunk's coordinates and outputs stay below this many bytes (a Hessian of
 #: many variables is n*n numbers per point), whatever the engine.
 CHUNK_BYTES = 1 << 26
 
 
 def points_per_chunk(command: str, n: int, n_aux: int, itemsize: int) -> int:
-    """A power of two, at most :data:`CHUNK` and :data:`CHUNK_BYTES` of outputs."""
-    per_point = (2 + n * n if command == "hessian" else 2 + n) + n_aux
+    """A power of two, at most :data:`CHUNK` and :data:`CHUNK_BYTES` of coordinates and outputs."""
+    per_point = n + 1 + math.prod(quantity_shape(command, n)) + n_aux  # coordinates, value, quantity, aux
     most = min(CHUNK, max(CHUNK_BYTES // (per_point * itemsize), 1))
     return 1 << (most.bit_length() - 1)
 
@@ -181,31 +183,22 @@ def points_per_chunk(command: str, n: int, n_aux: int, itemsize: int) -> int:
 class _Inductor:
     """The autograd engine traced once into a flat graph of aten ops (``make_fx``
     records the backward passes too) and compiled by torch.compile's inductor into
-    one fused, vectorised loop. Shapes are static: points go in chunks of a power
-    of two (at most ``limit``, from :func:`points_per_chunk`), the last one padded,
-    so a compilation serves any number of points. A kernel already compiled for
-    as many points is reused (a summary grid's short last chunk), and a bigger
-    one compiled only when more points come."""
+    one fused, vectorised loop. Shapes are static: each call's points (at most
+    ``limit``, the chunk of :func:`compute`) are padded to a power of two, and a
+    kernel already compiled for as many points is reused (a summary grid's short
+    last chunk), so a few compilations serve any number of points."""
 
     def __init__(self, command: str, f, tangent, limit: int):
         self.command, self.f, self.tangent, self.limit = command, f, tangent, limit
         self.kernels: dict[int, Callable] = {}  # chunk size -> compiled function
 
-    def __call__(self, columns: torch.Tensor):
-        size = columns.shape[1]
-        chunk = self._chunk_for(size)
-        parts = [self._run(chunk, columns[:, i : i + chunk]) for i in range(0, size, chunk)]
-        if len(parts) == 1:
-            return parts[0]
-        value, quantity, aux = zip(*parts, strict=True)
-        return torch.cat(value), torch.cat(quantity), {k: torch.cat([a[k] for a in aux]) for k in aux[0]}
-
     def _chunk_for(self, size: int) -> int:
         wanted = min(1 << (size - 1).bit_length(), self.limit)
         return min((c for c in self.kernels if c >= wanted), default=wanted)
 
-    def _run(self, chunk: int, columns: torch.Tensor):
+    def __call__(self, columns: torch.Tensor):
         size = columns.shape[1]
+        chunk = self._chunk_for(size)
         if size < chunk:  # pad with copies of the last point
             columns = torch.cat([columns, columns[:, -1:].expand(-1, chunk - size)], dim=1)
         if chunk not in self.kernels:

@@ -24,7 +24,7 @@ from diffcli.expr import Node, substitute
 from diffcli.limits import DEFAULT, PRECISE_POINTS, Limits
 from diffcli.parser import check_name, parse_expression
 from diffcli.points import PointSpec, resolve_point
-from diffcli.report import COMMANDS, Report, Summary
+from diffcli.report import COMMANDS, Report, Summary, quantity_shape
 from diffcli.verdict import DEFAULT_TOLERANCES, Tolerance, Verdicts, judge_many, tolerance_for
 
 DTYPES = tuple(DEFAULT_TOLERANCES)
@@ -269,8 +269,7 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
         symbolic = ref.formulas
         if progress is not None:
             progress(min((k + 1) * step, total), total)
-    n = len(request.variables)
-    shape = {"grad": (0, n), "hessian": (0, n, n)}.get(request.command, (0,))
+    shape = (0, *quantity_shape(request.command, len(request.variables)))
     nothing = Verdicts(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0))
     return _report(
         request, symbolic, points=np.zeros((0, len(request.variables))), values=np.zeros(0),

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from diffcli import symbolic
+from diffcli.report import quantity_shape
 
 if TYPE_CHECKING:
     import sympy
@@ -151,8 +152,7 @@ class Reference:
 def _part(formulas: Formulas, command: str, points: np.ndarray, tangent, exact: bool) -> np.ndarray:
     """The quantity's values at some points, all exact or all float64 (P, *shape)."""
     quantity = formulas.quantity(command, tangent) if exact or command != "jvp" else formulas.grad
-    n = len(formulas.variables)  # np.shape([]) would lose the Hessian's second axis when n = 0
-    shape = {"hessian": (n, n)}.get(command, np.shape(quantity) if isinstance(quantity, list) else ())
+    shape = quantity_shape("grad" if command == "jvp" and not exact else command, len(formulas.variables))
     leaves = _flatten(quantity)
     needed = leaves + ([formulas.expr] if command != "value" else [])
     needed += formulas.grad if command == "hessian" else []

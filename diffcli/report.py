@@ -18,6 +18,12 @@ from diffcli.verdict import MISMATCH, STATUSES, Tolerance, Verdict, Verdicts
 
 COMMANDS = ("value", "grad", "hessian", "jvp")
 
+
+def quantity_shape(command: str, n: int) -> tuple[int, ...]:
+    """One point's answer: a number for value and jvp, n for grad, n x n for hessian
+    (spelled out: the shape of an empty list of formulas would lose an axis at n = 0)."""
+    return {"grad": (n,), "hessian": (n, n)}.get(command, ())
+
 #: Exit statuses of the command line (2, invalid input, is raised by cli.py).
 EXIT_OK, EXIT_MISMATCH, EXIT_INTERRUPTED = 0, 1, 130
 

@@ -179,9 +179,7 @@ class Isolated:
     def _wait_until_ready(self) -> None:
         if self._ready:
             return
-        conn, process = self._conn, self._process
-        if conn is None:
-            raise LimitError("the symbolic worker was stopped")
+        conn, process = self._handles()
         if not conn.poll(self.STARTUP):
             self.kill()
             raise LimitError(f"the symbolic worker did not start within {self.STARTUP:g} s")
@@ -193,6 +191,13 @@ class Isolated:
                 f"({payload}); it needs about 600 MiB (--max-memory)"
             )
         self._ready = True
+
+    def _handles(self):
+        """This request's own pipe and process: close() may kill the worker from another thread."""
+        conn, process = self._conn, self._process
+        if conn is None:
+            raise LimitError("the symbolic worker was stopped")
+        return conn, process
 
     def _receive(self, conn, process):
         try:
@@ -213,10 +218,7 @@ class Isolated:
     def _call_locked(self, name: str, *args, generation: int | None = None):
         self.start(generation)
         self._wait_until_ready()
-        # close() may kill the worker from another thread: keep this request's own handles
-        conn, process = self._conn, self._process
-        if conn is None:
-            raise LimitError("the symbolic worker was stopped")
+        conn, process = self._handles()
         conn.send((name, args))
         if not conn.poll(self.limits.timeout):
             self.kill()
