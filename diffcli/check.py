@@ -119,7 +119,9 @@ def _points(names, at, grid, sample, n, seed, points_csv, union, max_points) -> 
         fixed = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
         if not sample:
             return fixed
-        sampled = pointsets.combine([pointsets.sample(sample, 100 if n is None else n, seed, max_points)], names)
+        sampled = pointsets.combine(
+            [pointsets.sample(sample, 100 if n is None else n, seed, max_points, "sample.box")], names
+        )
         return np.concatenate([fixed, sampled])
     if not (grid or sample or points_csv is not None):
         if not at:

@@ -33,6 +33,8 @@ class ParseError(DiffcliError):
     WIDTH = 100
 
     def render(self) -> str:
+        if not self.source.strip():
+            return self.message
         first = 0 if len(self.source) <= self.WIDTH else max(0, min(self.start - 30, len(self.source) - self.WIDTH))
         last = first + self.WIDTH
         lead, tail = ("..." if first else ""), ("..." if last < len(self.source) else "")

@@ -89,7 +89,10 @@ def resolve_point(spec: PointSpec, variables: Sequence[str], option: str = "--at
             )
         if name in values:
             raise DiffcliError(f"{option}: '{name}' is given twice")
-        value = float(text) if isinstance(text, (int, float)) else constant(text, source, column, f"{option} {name}")
+        if isinstance(text, (int, float)):
+            value = float(text)
+        else:  # a mapping's or list's text is its own source: point at it, not at the empty spec
+            value = constant(text, *((source, column) if source else (text, 0)), f"{option} {name}")
         if not math.isfinite(value):
             raise DiffcliError(f"{option} {name}: {value} is not a finite real number")
         values[name] = value

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ def _name_and_range(spec: str, option: str, parts: int) -> tuple[str, list[float
     for field in fields[:2]:
         values.append(constant(field, spec, offset, f"{option} {name}"))
         offset += len(field) + 1
+    _check_span(spec, option, *values, box=parts == 2)
     if parts == 3:
         try:
             count = int(fields[2])
@@ -60,6 +62,15 @@ def _name_and_range(spec: str, option: str, parts: int) -> tuple[str, list[float
     return name, values
 
 
+def _check_span(spec: str, option: str, low: float, high: float, box: bool) -> None:
+    """Both point generators compute HIGH - LOW: an overflow there gave NaN grid points (and a crash for samples)."""
+    if not math.isfinite(high - low):
+        raise DiffcliError(f"{option} {spec}: HIGH - LOW is too large for float64")
+    if box and low > high:
+        # A grid may run downwards; a box may not (numpy would refuse it, and it is surely a typo).
+        raise DiffcliError(f"{option} {spec}: LOW is greater than HIGH")
+
+
 def grid(spec: str, max_points: int = MAX_POINTS) -> Table:
     """``x=-1:1:101``: 101 evenly spaced values from -1 to 1, both included."""
     name, (low, high, count) = _name_and_range(spec, "--grid", 3)
@@ -68,9 +79,10 @@ def grid(spec: str, max_points: int = MAX_POINTS) -> Table:
     return Table((name,), np.linspace(low, high, int(count)).reshape(-1, 1), f"--grid {spec}")
 
 
-def sample(specs: Sequence[str], n: int, seed: int, max_points: int = MAX_POINTS) -> Table:
-    """Uniform points in the box the ``--sample`` options describe; the seed makes them reproducible."""
-    boxes = [_name_and_range(spec, "--sample", 2) for spec in specs]
+def sample(specs: Sequence[str], n: int, seed: int, max_points: int = MAX_POINTS, option: str = "--sample") -> Table:
+    """Uniform points in the box the ``--sample`` options describe; the seed makes them reproducible.
+    ``option`` names the source in messages (a suite case's is ``sample.box``)."""
+    boxes = [_name_and_range(spec, option, 2) for spec in specs]
     if n < 1:
         raise DiffcliError("--n must be at least 1")
     if n > max_points:
@@ -78,7 +90,7 @@ def sample(specs: Sequence[str], n: int, seed: int, max_points: int = MAX_POINTS
     low = np.array([b[1][0] for b in boxes])
     high = np.array([b[1][1] for b in boxes])
     rows = np.random.default_rng(seed).uniform(low, high, size=(n, len(boxes)))
-    return Table(tuple(b[0] for b in boxes), rows, "--sample")
+    return Table(tuple(b[0] for b in boxes), rows, option)
 
 
 def read_csv(text: str, source: str = "--points") -> Table:

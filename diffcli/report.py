@@ -24,6 +24,7 @@ def quantity_shape(command: str, n: int) -> tuple[int, ...]:
     (spelled out: the shape of an empty list of formulas would lose an axis at n = 0)."""
     return {"grad": (n,), "hessian": (n, n)}.get(command, ())
 
+
 #: Exit statuses of the command line (2, invalid input, is raised by cli.py).
 EXIT_OK, EXIT_MISMATCH, EXIT_INTERRUPTED = 0, 1, 130
 

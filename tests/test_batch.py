@@ -196,6 +196,18 @@ def test_bad_case_is_reported_by_name_and_key_and_the_others_still_run(case, mes
     assert cases[1].error is not None and message in cases[1].error and "s.toml: case 2" in cases[1].error
 
 
+def test_bad_values_in_a_case_are_reported_in_the_case_s_own_terms(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[[case]]\nexpr = "x"\nchecks = ["value"]\nsample = { box = { x = [1, 0] } }\n\n'
+        '[[case]]\nexpr = "x"\nchecks = ["value"]\nat = [{ x = "1/0" }]\n'
+    )
+    records = jsonl(batch(str(path), "-f", "json").output)
+    assert records[0]["error"] == "sample.box x=1:0: LOW is greater than HIGH"
+    # the value's own text is shown under the message, not an empty line
+    assert records[1]["error"] == "at x is not a finite real number (column 1)\n  1/0\n  ^^^"
+
+
 def test_a_bad_case_among_good_ones_only_fails_itself(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(

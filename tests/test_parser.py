@@ -158,3 +158,8 @@ def test_errors_in_long_expressions_show_a_window_around_the_problem():
     assert message == f"unknown function 'foo' (did you mean 'floor'?) (column {text.index('foo') + 1})"
     assert len(shown) <= 2 + 3 + ParseError.WIDTH + 3 and shown.startswith("  ...") and shown.endswith(" + 1")
     assert shown[len(carets) - 3 : len(carets)] == "foo" and carets.endswith("^^^")
+
+
+def test_an_error_without_source_text_is_the_message_alone():
+    # no empty line and lone caret under it (a column means nothing without the text)
+    assert ParseError("at x is not a finite real number", "", 0).render() == "at x is not a finite real number"

@@ -73,12 +73,21 @@ def test_csv_combined_with_a_grid():
         ({"points_csv": "x,1y\n1,2\n"}, "not a variable name"),
         ({"grid": ["x=0:1:100000", "y=0:1:100000"]}, "at most"),
         ({"grid": ["x=0:1:3"], "at": ["1"]}, "give values by name"),
+        # numpy refuses a reversed box, and HIGH - LOW overflowing made NaN grid points
+        ({"sample": ["x=1:0"], "at": ["y=1"]}, "--sample x=1:0: LOW is greater than HIGH"),
+        ({"sample": ["x=-1e308:1e308"], "at": ["y=1"]}, "HIGH - LOW is too large for float64"),
+        ({"grid": ["x=-1e308:1e308:3"], "at": ["y=1"]}, "HIGH - LOW is too large for float64"),
     ],
 )
 def test_point_source_errors(kwargs, message):
     with pytest.raises(DiffcliError) as info:
         prepare("value", "x + y", **kwargs)
     assert message in info.value.render()
+
+
+def test_a_grid_may_run_downwards():
+    report = check("value", "x", grid=["x=1:-1:3"])
+    assert report.points[:, 0].tolist() == [1.0, 0.0, -1.0]
 
 
 def test_many_points_use_the_vectorised_reference_and_agree_with_the_precise_one():
