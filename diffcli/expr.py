@@ -13,7 +13,7 @@ sub-expressions are computed once by both backends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -23,6 +23,8 @@ T = TypeVar("T")
 COMPARISONS = {"Lt": "<", "Le": "<=", "Gt": ">", "Ge": ">=", "Eq": "==", "Ne": "!="}
 LOGIC = ("And", "Or", "Not")
 LEAVES = ("num", "var", "const", "bool")
+#: Flat chains of one precedence level: operator character -> the binary node it stands for.
+CHAINS = {"Sum": {"+": "Add", "-": "Sub"}, "Product": {"*": "Mul", "/": "Div"}}
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,10 @@ class Node:
     name for ``var`` and ``const``, ``True``/``False`` for ``bool``. ``If``
     has args (value, condition, otherwise) and ``Piecewise`` alternates
     value and condition. ``Sum`` is a chain of three or more terms joined by
-    ``+`` and ``-`` (``text`` holds the signs, one per term after the first): one
-    flat node instead of one level per term, so a long series stays within the
-    nesting limit, and every backend still folds it left to right, as typed.
+    ``+`` and ``-`` (``text`` holds the operators, one per term after the first),
+    ``Product`` one of factors joined by ``*`` and ``/``: one flat node instead of
+    one level per operand, so a long series or product stays within the nesting
+    limit, and every backend still folds it left to right, as typed.
     """
 
     op: str
@@ -71,6 +74,7 @@ _PRECEDENCE = {
     "Sum": 5,
     "Mul": 6,
     "Div": 6,
+    "Product": 6,
     "Neg": 7,
     "Pow": 8,
 }
@@ -112,9 +116,9 @@ def to_text(node: Node) -> str:
         base, exponent = args
         right = to_text(exponent) if _precedence(exponent) == _ATOM else f"({to_text(exponent)})"
         return f"{_wrapped(base, _PRECEDENCE['Pow'])}**{right}"
-    if op == "Sum":
+    if op in CHAINS:
         level = _PRECEDENCE[op]
-        rest = [_INFIX["Add" if sign == "+" else "Sub"] + _wrapped(t, level) for sign, t in zip(node.text, args[1:])]
+        rest = [_INFIX[CHAINS[op][sign]] + _wrapped(t, level) for sign, t in zip(node.text, args[1:])]
         return _wrapped(args[0], level - 1) + "".join(rest)
     if op in _INFIX:
         level = _PRECEDENCE[op]
@@ -126,11 +130,12 @@ def to_text(node: Node) -> str:
     return f"{op}({', '.join(to_text(a) for a in args)})"
 
 
-def fold_sum(terms: Sequence[T], signs: str, add: Callable[[T, T], T], sub: Callable[[T, T], T]) -> T:
-    """A ``Sum`` node's value from its terms' values, left to right as typed."""
-    result = terms[0]
-    for sign, term in zip(signs, terms[1:], strict=True):
-        result = add(result, term) if sign == "+" else sub(result, term)
+def fold_chain(node: Node, operands: Sequence[T], table: Mapping[str, Callable[[T, T], T]]) -> T:
+    """A ``Sum`` or ``Product`` node's value from its operands' values, left to right as
+    typed; ``table`` maps the binary node names (``Add``, ``Sub``, ``Mul``, ``Div``) to functions."""
+    result = operands[0]
+    for sign, operand in zip(node.text, operands[1:], strict=True):
+        result = table[CHAINS[node.op][sign]](result, operand)
     return result
 
 

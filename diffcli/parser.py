@@ -156,13 +156,17 @@ def check_name(name: str) -> str | None:
     return None
 
 
-def _is_sum(node: ast.AST) -> bool:
-    return isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub))
+_CHAIN_OPS = {ast.Add: ("Sum", "+"), ast.Sub: ("Sum", "-"), ast.Mult: ("Product", "*"), ast.Div: ("Product", "/")}
+
+
+def _chain(node: ast.AST) -> str | None:
+    """Which flat chain a binary operation belongs to (Sum, Product), if any."""
+    return _CHAIN_OPS.get(type(node.op), (None,))[0] if isinstance(node, ast.BinOp) else None
 
 
 def _check_size(tree: ast.AST, source: str, limits: Limits) -> None:
     """Node count and nesting depth, without recursion (the builder recurses next).
-    A chain of + and - is one level (the builder makes it one flat Sum node)."""
+    A chain of + and - (or of * and /) is one level: the builder makes it one flat node."""
     count, stack = 0, [(tree, 1)]
     while stack:
         node, depth = stack.pop()
@@ -171,8 +175,9 @@ def _check_size(tree: ast.AST, source: str, limits: Limits) -> None:
             raise ParseError(f"the expression has more than {limits.max_nodes} syntax nodes", source, 0, len(source))
         if depth > limits.max_depth:
             raise ParseError(f"the expression is nested more than {limits.max_depth} levels deep", source, 0)
+        kind = _chain(node)
         for child in ast.iter_child_nodes(node):
-            same_chain = _is_sum(node) and child is node.left and _is_sum(child)
+            same_chain = kind is not None and child is node.left and _chain(child) == kind
             stack.append((child, depth if same_chain else depth + 1))
 
 
@@ -283,8 +288,8 @@ class _Builder:
             return self.number(node)
         if isinstance(node, ast.Name):
             return self.name(node)
-        if _is_sum(node) and _is_sum(node.left):
-            return self.sum(node)
+        if _chain(node) is not None and _chain(node.left) == _chain(node):
+            return self.chain(node)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             op = _BINARY[type(node.op)]
             return Node(op, (self.real(node.left), self.real(node.right)), span=self.span(node))
@@ -313,16 +318,17 @@ class _Builder:
             raise self.fail("this operator is not allowed; use + - * / ** ^ %", node)
         raise self.fail(f"{_DESCRIBE.get(type(node), type(node).__name__)} not allowed in an expression", node)
 
-    def sum(self, node: ast.BinOp) -> Node:
-        """a + b - c + ...: one Sum node, built without recursing down the chain."""
-        terms, signs, top = [], [], node
-        while _is_sum(node):
-            terms.append(node.right)
-            signs.append("+" if isinstance(node.op, ast.Add) else "-")
+    def chain(self, node: ast.BinOp) -> Node:
+        """a + b - c + ... (or a * b / c ...): one Sum (Product) node, built without
+        recursing down the chain."""
+        kind, operands, signs, top = _chain(node), [], [], node
+        while _chain(node) == kind:
+            operands.append(node.right)
+            signs.append(_CHAIN_OPS[type(node.op)][1])
             node = node.left
-        terms.append(node)
-        built = tuple(self.real(t) for t in reversed(terms))
-        return Node("Sum", built, "".join(reversed(signs)), span=self.span(top))
+        operands.append(node)
+        built = tuple(self.real(t) for t in reversed(operands))
+        return Node(kind, built, "".join(reversed(signs)), span=self.span(top))
 
     def real(self, node: ast.AST) -> Node:
         built = self.build(node)
@@ -394,7 +400,7 @@ def _magnitude(node: Node, limits: Limits, source: str) -> float | None:
         size = 1.0
     elif op == "Neg":
         size = parts[0]
-    elif op in ("Mul", "Div"):
+    elif op in ("Mul", "Div", "Product"):
         size = sum(parts)
     elif op == "Pow":
         base, exponent = parts

@@ -25,7 +25,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.parameters import evaluate as sympy_evaluate
 
-from diffcli.expr import LEAVES, Node, fold_sum
+from diffcli.expr import CHAINS, LEAVES, Node, fold_chain
 
 #: Significant digits of the reference evaluation (float64 has ~16).
 DIGITS = 30
@@ -234,9 +234,12 @@ def _leaf(n: Node, symbols: Mapping[str, sp.Basic]) -> sp.Basic:
 
 
 def _apply(node: Node, args: list) -> sp.Basic:
-    """A node's operation on its operands' SymPy values (a Sum's terms added at once)."""
+    """A node's operation on its operands' SymPy values (a chain's operands combined at
+    once: folding them pairwise rebuilds the growing Add or Mul at every step)."""
     if node.op == "Sum":
         return sp.Add(*(a if sign == "+" else -a for sign, a in zip("+" + node.text, args, strict=True)))
+    if node.op == "Product":
+        return sp.Mul(*(a if sign == "*" else 1 / a for sign, a in zip("*" + node.text, args, strict=True)))
     return SYMPY[node.op](*args)
 
 
@@ -255,6 +258,14 @@ def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) 
         with sympy_evaluate(False):
             return build(node)
     return build(node)
+
+
+def _partials_finite(node: Node, args: list[sp.Basic]) -> bool:
+    """Whether a chain's partial results are finite in float64, folded left to right as
+    torch does: typed as binary operations, each partial result was a sub-expression that
+    had to be finite (``1e308 + 1e308 - 1e308`` is undefined, as in :func:`defined_vectorised`)."""
+    with np.errstate(all="ignore"):  # once non-finite, a partial result stays so
+        return bool(np.isfinite(fold_chain(node, [np.float64(_as_float(a)) for a in args], _NUMPY_CHAIN)))
 
 
 class _UndefinedError(Exception):
@@ -281,14 +292,15 @@ def defined_at(node: Node, point: Mapping[str, float]) -> bool:
             )
             result = _taken(pieces)
         else:
+            args = [value(a) for a in n.args]
             try:
-                result = _apply(n, [value(a) for a in n.args])
+                result = _apply(n, args)
             except (TypeError, ValueError, ArithmeticError):
                 raise _UndefinedError from None
             if n.is_condition:
                 if result not in (sp.true, sp.false):
                     raise _UndefinedError
-            elif not math.isfinite(_as_float(result)):
+            elif not math.isfinite(_as_float(result)) or (n.op in CHAINS and not _partials_finite(n, args)):
                 raise _UndefinedError
         memo[n] = result
         return result
@@ -385,6 +397,9 @@ def _numpy_op(op: str, arity: int):
     return sp.lambdify(operands, expr, modules=[NUMPY_FUNCTIONS, "numpy"], dummify=False)
 
 
+_NUMPY_CHAIN = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
+
+
 def defined_vectorised(node: Node, variables: Sequence[str], points: np.ndarray) -> np.ndarray:
     """(P,) bool: :func:`defined_at` in float64 for many points at once: every
     sub-expression on the path taken is finite. (An intermediate float64
@@ -404,10 +419,9 @@ def defined_vectorised(node: Node, variables: Sequence[str], points: np.ndarray)
                 pieces = _pieces(n)
                 conds = [np.broadcast_to(value(c), ones.shape) if c is not None else ones for _, c in pieces]
                 result = np.select(conds, [np.broadcast_to(value(p), ones.shape) for p, _ in pieces], default=math.nan)
-            elif n.op == "Sum":  # left to right, as torch: an intermediate overflow counts
+            elif n.op in CHAINS:  # left to right, as torch: an intermediate overflow counts
                 with np.errstate(all="ignore"):
-                    terms = [value(a) for a in n.args]
-                    result = np.broadcast_to(fold_sum(terms, n.text, np.add, np.subtract), ones.shape)
+                    result = np.broadcast_to(fold_chain(n, [value(a) for a in n.args], _NUMPY_CHAIN), ones.shape)
             else:
                 with np.errstate(all="ignore"):
                     result = np.broadcast_to(_numpy_op(n.op, len(n.args))(*(value(a) for a in n.args)), ones.shape)

@@ -22,7 +22,7 @@ from functools import reduce
 
 import torch
 
-from diffcli.expr import Node, fold_sum
+from diffcli.expr import CHAINS, Node, fold_chain
 
 Tensor = torch.Tensor
 
@@ -140,8 +140,8 @@ class _Evaluation:
             return self._select([(value, cond), (other, None)])
         if node.op == "Piecewise":
             return self._select(list(zip(node.args[::2], node.args[1::2])))
-        if node.op == "Sum":
-            return fold_sum([self.value(a) for a in node.args], node.text, torch.add, torch.sub)
+        if node.op in CHAINS:
+            return fold_chain(node, [self.value(a) for a in node.args], TORCH)
         if node.op == "Pow" and node.args[1] in self.exponents:
             return torch.pow(self.value(node.args[0]), self.exponents[node.args[1]])
         return TORCH[node.op](*(self.value(a) for a in node.args))

@@ -144,6 +144,37 @@ def test_a_long_alternating_series(engine):
 
 
 @pytest.mark.parametrize("engine", ["autograd", "func"])
+def test_a_long_product_with_quotients(engine):
+    # 2*x*y*x*y*...*x*y/x/.../x: 401 operands in one flat Product (once 400 levels deep,
+    # refused), folded left to right by torch; f = 2 x**50 y**150 by hand.
+    text = "2*" + "*".join(["x", "y"] * 150) + "/" + "/".join(["x"] * 100)
+    x, y = 1.002, 0.998
+    f = 2 * x**50 * y**150
+    result = only(check("hessian", text, [f"x={x},y={y}"], engine=engine))
+    assert result.status == "ok" and result.value == pytest.approx(f, rel=1e-13)
+    expected = [[50 * 49 * f / x**2, 50 * 150 * f / (x * y)], [50 * 150 * f / (x * y), 150 * 149 * f / y**2]]
+    np.testing.assert_allclose(result.autodiff, expected, rtol=1e-12)
+    grid = check("grad", text, grid=["x=0.5:1.5:11"], at=["y=1"], engine=engine)
+    assert grid.counts() == {"ok": 11}
+    np.testing.assert_allclose(grid.autodiff[:, 0], 100 * grid.points[:, 0] ** 49, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("1e308 + 1e308 - 1e308 + x", "undefined"),  # the partial sum 2e308 overflows
+        ("exp(400)*exp(400)/exp(400)*x", "undefined"),  # so does the partial product
+        ("exp(400)*(exp(400)/exp(400))*x", "ok"),  # grouped, nothing overflows
+    ],
+)
+def test_an_intermediate_overflow_in_a_chain_is_undefined_at_exact_and_generated_points(text, status):
+    # as typed, each partial result of a chain is a sub-expression that must be finite;
+    # the 30-digit and the float64 definedness checks once disagreed on it
+    assert only(check("value", text, ["x=1"])).status == status
+    assert check("value", text, grid=["x=1:2:2"]).counts() == {status: 2}
+
+
+@pytest.mark.parametrize("engine", ["autograd", "func"])
 def test_constant_expression_has_an_empty_hessian(engine):
     # once an IndexError: the reference's (P, 0) array had lost the second axis of (P, 0, 0)
     result = only(check("hessian", "2 + pi", engine=engine))

@@ -142,6 +142,17 @@ def test_chains_of_plus_and_minus_are_one_flat_node():
     assert parse_expression("x + y").op == "Add"  # a single operator stays binary
 
 
+def test_chains_of_times_and_divide_are_one_flat_node():
+    tree = parse_expression("2x*y/z*sin(x)")
+    assert tree.op == "Product" and tree.text == "**/*" and len(tree.args) == 5 and tree.args[0].text == "2"
+    assert str(tree) == "2*x*y/z*sin(x)"
+    assert str(parse_expression("a/(b/c)/d")) == "a/(b/c)/d"  # the right operand keeps its group
+    assert str(parse_expression("a*b % c*d")) == "Mod(a*b, c)*d"  # % is not part of a chain
+    assert parse_expression("x*y").op == "Mul"  # a single operator stays binary
+    text = "*".join(["x"] * 300)
+    assert parse_expression(text) == parse_expression(str(parse_expression(text)))
+
+
 def test_a_long_series_is_within_the_nesting_limit():
     # 500 terms: once 500 levels deep, refused past 200
     text = " - ".join(f"x**{k}" for k in range(1, 501))
