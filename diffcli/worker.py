@@ -80,15 +80,29 @@ class InProcess:
         self._formulas.clear()
 
 
+def _cap_address_space(limit: int) -> None:
+    """RLIMIT_AS at ``limit`` bytes, or at the hard limit the shell already set if that is
+    lower (``ulimit -v`` on shared machines: asking for more is refused). Best effort where
+    there is no such limit (Windows has no ``resource``; macOS may refuse RLIMIT_AS): the
+    time limit still stops runaway work there."""
+    try:
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, AttributeError, ValueError, OSError):
+        pass
+
+
 def _serve(conn, max_memory_mb: int) -> None:
     """The worker's loop: one request in, one answer out, until the pipe closes."""
-    import resource
     import signal
     import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
-    limit = max_memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _cap_address_space(max_memory_mb * 1024 * 1024)
     sys.setrecursionlimit(5_000)
     sys.set_int_max_str_digits(0)  # big integers are bounded here by time and memory instead
     try:

@@ -1,6 +1,8 @@
 """The symbolic worker process: requests queued in order, and a clean close."""
 
 import concurrent.futures
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -40,3 +42,27 @@ def test_close_drops_the_queue_and_does_not_restart_the_worker():
     again = backend.submit_reference(*_args(prepare("value", "x + 1", ["x=1"])))
     assert np.asarray(again.result(timeout=60).values).tolist() == [2.0]
     backend.close()
+
+
+def test_the_worker_runs_under_a_lower_hard_memory_limit_set_by_the_shell():
+    # `ulimit -v` below --max-memory (shared machines): asking for more was refused, so
+    # the worker died at start and every command failed
+    code = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from diffcli import worker
+from diffcli.check import prepare
+from diffcli.limits import DEFAULT
+r = prepare("grad", "x**3", ["x=2"])
+backend = worker.Isolated(DEFAULT)
+try:
+    answer = backend.submit_reference(r.tree, r.variables, r.command, r.points, r.tangent, r.exact_rows)
+    print(answer.result(timeout=60).values.tolist())
+finally:
+    backend.close()
+worker._cap_address_space(DEFAULT.max_memory_mb << 20)  # what the worker did to itself
+print(resource.getrlimit(resource.RLIMIT_AS))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[[12.0]]", f"({3 << 30}, {3 << 30})"]
