@@ -11,6 +11,7 @@ reads), and as ``nan``, ``inf`` and ``-inf`` in plain and CSV output.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -548,10 +549,13 @@ class BatchWriter:
             table.add_row(Text(status, style=STYLE.get(status, "bold magenta")), case, check, points, *errors)
         con = console(self.out)
         con.print(table)
-        for record in self.records:
-            if record.error:
-                where = f"{record.case.name} [{record.check}]" if record.check else record.case.name
-                con.print(Text.assemble(("error ", "bold magenta"), f"{where}: ", record.error.splitlines()[0]))
+        for (_, error), records in itertools.groupby(
+            (r for r in self.records if r.error), key=lambda r: (id(r.case), r.error.splitlines()[0])
+        ):  # a case that does not parse fails every check alike: one line, its checks listed
+            records = list(records)
+            checks = ", ".join(r.check for r in records if r.check)
+            where = f"{records[0].case.name} [{checks}]" if checks else records[0].case.name
+            con.print(Text.assemble(("error ", "bold magenta"), f"{where}: ", error))
         counts = batch_counts(self.records)
         status = "error" if counts.get("error") else overall_status(counts)
         con.print(
