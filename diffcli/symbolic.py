@@ -24,6 +24,7 @@ from functools import reduce
 import numpy as np
 import sympy as sp
 from sympy.core.parameters import evaluate as sympy_evaluate
+from sympy.printing.numpy import NumPyPrinter
 
 from diffcli.expr import CHAINS, LEAVES, Node, fold_chain
 
@@ -138,6 +139,12 @@ class Min(_Extremum):
 
 class Mod(sp.Mod):
     """Mod(a, m) = a - m*floor(a/m), differentiated away from its jumps."""
+
+    @classmethod
+    def eval(cls, a, m):
+        if m.is_zero:  # SymPy raises ZeroDivisionError; torch gives NaN: undefined, like 1/0
+            return sp.nan
+        return super().eval(a, m)
 
     def fdiff(self, argindex=1):
         a, m = self.args
@@ -394,7 +401,7 @@ def _numpy_op(op: str, arity: int):
         expr = SYMPY[op](*operands)
     if op == "log" and arity == 2:  # unevaluated, it prints as numpy.log(x, base): base taken as `out`
         expr = sp.log(operands[0]) / sp.log(operands[1])
-    return sp.lambdify(operands, expr, modules=[NUMPY_FUNCTIONS, "numpy"], dummify=False)
+    return _lambdify(operands, expr, dummify=False)
 
 
 _NUMPY_CHAIN = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
@@ -491,10 +498,50 @@ NUMPY_FUNCTIONS = {
 }
 
 
+class _Float64Printer(NumPyPrinter):
+    """SymPy's NumPy printer, for code that must compute in float64 whatever the numbers.
+
+    It prints exact numbers as typed: ``10**308`` then runs as a Python int (numpy
+    makes an object array of it, and its functions fail on that), a big Rational's
+    division can raise OverflowError, and ``zoo`` (``gamma(0)``, ``1/0``) has no
+    entry in its table of constants (KeyError). Here integers beyond 2**53 and
+    rationals with such parts become float64 scalars (inf where too large), and
+    ``zoo`` NaN: all undefined in float64, as they should be.
+    """
+
+    _EXACT = 1 << 53
+
+    def _float64(self, value: sp.Rational) -> str:
+        return (
+            f"{self._module_format('numpy.float64')}({float(value)!r})"
+            if abs(value) < 1e308
+            else (("-" if value < 0 else "") + self._module_format("numpy.inf"))
+        )
+
+    def _print_Integer(self, expr: sp.Integer) -> str:  # noqa: N802 - the printer protocol
+        return super()._print_Integer(expr) if abs(expr.p) < self._EXACT else self._float64(expr)
+
+    def _print_Rational(self, expr: sp.Rational) -> str:  # noqa: N802
+        small = abs(expr.p) < self._EXACT and expr.q < self._EXACT
+        return super()._print_Rational(expr) if small else self._float64(expr)
+
+    def _print_ComplexInfinity(self, expr) -> str:  # noqa: N802
+        return self._module_format("numpy.nan")
+
+
+def _lambdify(args, exprs, **options) -> Callable:
+    """``sp.lambdify`` to numpy and our functions, with the settings lambdify gives its own printer."""
+    printer = _Float64Printer(
+        {"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
+         "user_functions": {name: name for name in NUMPY_FUNCTIONS}}
+    )  # fmt: skip
+    return sp.lambdify(args, exprs, modules=[NUMPY_FUNCTIONS, "numpy"], printer=printer, **options)
+
+
 @functools.cache
 def _lambdify_namespace() -> frozenset[str]:
     """The names generated code can refer to (numpy's, ours, Python's builtins)."""
-    generated = sp.lambdify([], 0, modules=[NUMPY_FUNCTIONS, "numpy"])
+    generated = _lambdify([], 0)
     return frozenset(generated.__globals__) | frozenset(dir(builtins))
 
 
@@ -519,16 +566,36 @@ def vectorised(
     (len(exprs), P).
     """
     dummify = not all(_plain_name(s.name) for s in symbols)
-    fn = sp.lambdify(list(symbols), list(exprs), modules=[NUMPY_FUNCTIONS, "numpy"], cse=cse, dummify=dummify)
+    fn = _lambdify(list(symbols), list(exprs), cse=cse, dummify=dummify)
+    alone: dict[int, Callable] = {}  # one function per formula, made only if ``fn`` fails
 
     def evaluate(points: np.ndarray) -> np.ndarray:
         columns = [np.ascontiguousarray(points[:, i]) for i in range(points.shape[1])]
-        with np.errstate(all="ignore"):
-            out = fn(*columns)
-        rows = [np.broadcast_to(np.real_if_close(np.asarray(o)), (points.shape[0],)) for o in out]
-        result = np.array(rows, dtype=np.complex128 if any(np.iscomplexobj(r) for r in rows) else np.float64)
-        if np.iscomplexobj(result):
-            result = np.where(result.imag == 0, result.real, math.nan)
-        return result.reshape(len(exprs), points.shape[0])
+        try:
+            return _float64_rows(fn, columns, points.shape[0])
+        except (TypeError, ValueError, ArithmeticError):
+            # A formula numpy cannot evaluate in float64 (a non-real constant: floor(asin(E))
+            # is complex, and numpy's floor refuses it): each formula alone, NaN where one fails.
+            # Where such a constant is on the path taken, the point is undefined anyway.
+            rows = []
+            for i, expr in enumerate(exprs):
+                if i not in alone:
+                    alone[i] = _lambdify(list(symbols), [expr], dummify=dummify)
+                try:
+                    rows.append(_float64_rows(alone[i], columns, points.shape[0]))
+                except (TypeError, ValueError, ArithmeticError):
+                    rows.append(np.full((1, points.shape[0]), math.nan))
+            return np.concatenate(rows)
 
     return evaluate
+
+
+def _float64_rows(fn: Callable, columns: list[np.ndarray], size: int) -> np.ndarray:
+    """(k, P) float64 from a generated function of k formulas; NaN where a value is not real."""
+    with np.errstate(all="ignore"):
+        out = fn(*columns)
+    rows = [np.broadcast_to(np.real_if_close(np.asarray(o)), (size,)) for o in out]
+    result = np.array(rows, dtype=np.complex128 if any(np.iscomplexobj(r) for r in rows) else np.float64)
+    if np.iscomplexobj(result):
+        result = np.where(result.imag == 0, result.real, math.nan)
+    return result.reshape(len(rows), size)

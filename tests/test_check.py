@@ -174,6 +174,20 @@ def test_an_intermediate_overflow_in_a_chain_is_undefined_at_exact_and_generated
     assert check("value", text, grid=["x=1:2:2"]).counts() == {status: 2}
 
 
+@pytest.mark.parametrize("grid", [False, True])
+def test_awkward_constants_give_verdicts_not_internal_errors(grid):
+    # each was exit 3 on grids (the float64 reference's generated code), x % 0 everywhere
+    points = {"grid": ["x=-2:2:3"]} if grid else {"at": ["x=-2", "x=0", "x=2"]}
+    assert check("value", "x % 0", **points).counts() == {"undefined": 3}  # SymPy raised ZeroDivisionError
+    assert check("grad", "gamma(0)*x", **points).counts() == {"undefined": 3}  # zoo had no numpy name
+    # 10**308 was printed as a Python int: numpy made an object array and arccosh refused it
+    report = check("grad", "acosh(1e308)*x", **points)
+    assert report.counts() == {"ok": 3}
+    assert report.reference[:, 0].tolist() == pytest.approx([math.log(2) + 308 * math.log(10)] * 3, rel=1e-15)
+    # floor(asin(E)) is complex: numpy's floor refused it (the point is undefined anyway)
+    assert check("hessian", "(tan(x) % floor(asin(E)))*y", **points, let={"y": "1"}).counts() == {"undefined": 3}
+
+
 @pytest.mark.parametrize("engine", ["autograd", "func"])
 def test_constant_expression_has_an_empty_hessian(engine):
     # once an IndexError: the reference's (P, 0) array had lost the second axis of (P, 0, 0)
