@@ -250,6 +250,26 @@ def _apply(node: Node, args: list) -> sp.Basic:
     return SYMPY[node.op](*args)
 
 
+def _constant_safe(node: Node, args: list) -> sp.Basic:
+    """:func:`_apply`, except that an operation on an undefined constant is NaN: SymPy
+    refuses some (``1 if log(0) > 0 else 2`` and ``Max(log(0), x)`` compare zoo) and leaves
+    others unevaluated (``Heaviside(zoo)``, which no numpy printer can print). That
+    sub-expression is undefined, and the NaN keeps it so where it counts, and only there
+    (not in a Piecewise branch not taken)."""
+    try:
+        result = _apply(node, args)
+    except (TypeError, ValueError, ArithmeticError):
+        if all(getattr(a, "free_symbols", None) for a in args):
+            raise  # a refusal that depends on the variables alone would be a bug of ours
+        return sp.nan
+    if isinstance(result, sp.Function) and any(a in _NOT_FINITE for a in result.args):
+        return sp.nan
+    return result
+
+
+_NOT_FINITE = (sp.zoo, sp.nan, sp.oo, -sp.oo)
+
+
 def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) -> sp.Basic:
     """The SymPy expression for a tree: SymPy's evaluated, canonical form, or with
     ``typed=True`` the structure as typed (``x/x`` stays a quotient, so numpy
@@ -258,7 +278,7 @@ def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) 
 
     def build(n: Node) -> sp.Basic:
         if n not in memo:
-            memo[n] = _leaf(n, symbols) if n.op in LEAVES else _apply(n, [build(a) for a in n.args])
+            memo[n] = _leaf(n, symbols) if n.op in LEAVES else _constant_safe(n, [build(a) for a in n.args])
         return memo[n]
 
     if typed:
@@ -566,28 +586,44 @@ def vectorised(
     (len(exprs), P).
     """
     dummify = not all(_plain_name(s.name) for s in symbols)
-    fn = _lambdify(list(symbols), list(exprs), cse=cse, dummify=dummify)
-    alone: dict[int, Callable] = {}  # one function per formula, made only if ``fn`` fails
+    try:
+        fn = _lambdify(list(symbols), list(exprs), cse=cse, dummify=dummify)
+    except _REFUSALS:
+        fn = None
+    alone: dict[int, Callable | None] = {}  # one function per formula, made only if ``fn`` fails
+
+    def one(i: int) -> Callable | None:
+        if i not in alone:
+            try:
+                alone[i] = _lambdify(list(symbols), [exprs[i]], dummify=dummify)
+            except _REFUSALS:
+                alone[i] = None
+        return alone[i]
 
     def evaluate(points: np.ndarray) -> np.ndarray:
         columns = [np.ascontiguousarray(points[:, i]) for i in range(points.shape[1])]
         try:
-            return _float64_rows(fn, columns, points.shape[0])
-        except (TypeError, ValueError, ArithmeticError):
-            # A formula numpy cannot evaluate in float64 (a non-real constant: floor(asin(E))
-            # is complex, and numpy's floor refuses it): each formula alone, NaN where one fails.
-            # Where such a constant is on the path taken, the point is undefined anyway.
-            rows = []
-            for i, expr in enumerate(exprs):
-                if i not in alone:
-                    alone[i] = _lambdify(list(symbols), [expr], dummify=dummify)
-                try:
-                    rows.append(_float64_rows(alone[i], columns, points.shape[0]))
-                except (TypeError, ValueError, ArithmeticError):
-                    rows.append(np.full((1, points.shape[0]), math.nan))
-            return np.concatenate(rows)
+            if fn is not None:
+                return _float64_rows(fn, columns, points.shape[0])
+        except _REFUSALS:
+            pass
+        # A formula numpy cannot print or evaluate in float64: a non-real constant (numpy's
+        # floor refuses floor(asin(E)), which is complex; Heaviside(zoo) cannot be printed).
+        # Each formula alone, then, NaN where one fails: where such a constant is on the
+        # path taken, the point is undefined anyway.
+        rows = []
+        for i in range(len(exprs)):
+            try:
+                rows.append(_float64_rows(one(i), columns, points.shape[0]))
+            except _REFUSALS:
+                rows.append(np.full((1, points.shape[0]), math.nan))
+        return np.concatenate(rows)
 
     return evaluate
+
+
+#: What SymPy's printers and numpy raise on a formula they cannot handle in float64.
+_REFUSALS = (TypeError, ValueError, ArithmeticError)
 
 
 def _float64_rows(fn: Callable, columns: list[np.ndarray], size: int) -> np.ndarray:

@@ -186,6 +186,13 @@ def test_awkward_constants_give_verdicts_not_internal_errors(grid):
     assert report.reference[:, 0].tolist() == pytest.approx([math.log(2) + 308 * math.log(10)] * 3, rel=1e-15)
     # floor(asin(E)) is complex: numpy's floor refused it (the point is undefined anyway)
     assert check("hessian", "(tan(x) % floor(asin(E)))*y", **points, let={"y": "1"}).counts() == {"undefined": 3}
+    # SymPy compares zoo (log(0)) and refuses, or leaves Heaviside(zoo), which no printer prints
+    for text in ["(1 if log(0) > 0 else 2)*x", "Max(log(0), x)", "Heaviside(log(0))*x"]:
+        assert check("grad", text, **points).counts() == {"undefined": 3}, text
+    # ... and only where it counts: not in a branch that is not taken
+    report = check("grad", "x**2 if x < 1 else Heaviside(log(0)) + Max(1/0, x)", **points)
+    assert [r.status for r in report.results] == ["ok", "ok", "undefined"]
+    assert report.reference[:2, 0].tolist() == [-4.0, 0.0]
 
 
 @pytest.mark.parametrize("engine", ["autograd", "func"])
