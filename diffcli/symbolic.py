@@ -26,6 +26,7 @@ import sympy as sp
 from sympy.core.parameters import evaluate as sympy_evaluate
 from sympy.printing.numpy import NumPyPrinter
 
+from diffcli.errors import DiffcliError
 from diffcli.expr import CHAINS, LEAVES, Node, fold_chain
 
 #: Significant digits of the reference evaluation (float64 has ~16).
@@ -258,9 +259,15 @@ def _constant_safe(node: Node, args: list) -> sp.Basic:
     (not in a Piecewise branch not taken)."""
     try:
         result = _apply(node, args)
-    except (TypeError, ValueError, ArithmeticError):
+    except (TypeError, ValueError, ArithmeticError, AttributeError) as exc:
+        # AttributeError: SymPy's cache re-raising a TypeError of exp(asin(sin(10**308)))
+        if any(isinstance(a, sp.Basic) and a.has(*_NOT_FINITE) for a in args):
+            return sp.nan
         if all(getattr(a, "free_symbols", None) for a in args):
             raise  # a refusal that depends on the variables alone would be a bug of ours
+        # a finite constant SymPy cannot handle: no reference, and "undefined" would be a lie
+        raise DiffcliError(f"SymPy cannot evaluate the constant '{node}' (its {type(exc).__name__})") from None
+    if isinstance(result, sp.AccumBounds):  # sin(oo): "somewhere in [-1, 1]", no value
         return sp.nan
     if isinstance(result, sp.Function) and any(a in _NOT_FINITE for a in result.args):
         return sp.nan
@@ -623,7 +630,7 @@ def vectorised(
 
 
 #: What SymPy's printers and numpy raise on a formula they cannot handle in float64.
-_REFUSALS = (TypeError, ValueError, ArithmeticError)
+_REFUSALS = (TypeError, ValueError, ArithmeticError, NotImplementedError)
 
 
 def _float64_rows(fn: Callable, columns: list[np.ndarray], size: int) -> np.ndarray:

@@ -189,10 +189,19 @@ def test_awkward_constants_give_verdicts_not_internal_errors(grid):
     # SymPy compares zoo (log(0)) and refuses, or leaves Heaviside(zoo), which no printer prints
     for text in ["(1 if log(0) > 0 else 2)*x", "Max(log(0), x)", "Heaviside(log(0))*x"]:
         assert check("grad", text, **points).counts() == {"undefined": 3}, text
+    # sin(oo) is AccumBounds(-1, 1), which no printer prints
+    assert check("grad", "asin(sec(loggamma(0)))*x", **points).counts() == {"undefined": 3}
     # ... and only where it counts: not in a branch that is not taken
     report = check("grad", "x**2 if x < 1 else Heaviside(log(0)) + Max(1/0, x)", **points)
     assert [r.status for r in report.results] == ["ok", "ok", "undefined"]
     assert report.reference[:2, 0].tolist() == [-4.0, 0.0]
+
+
+def test_a_finite_constant_sympy_cannot_evaluate_is_an_input_error_not_undefined():
+    # a SymPy bug: exp(asin(sin(10**308))) raises inside SymPy; torch has a value (4.35),
+    # and calling it undefined would be a wrong verdict
+    with pytest.raises(DiffcliError, match=r"SymPy cannot evaluate the constant 'asin\(sin\(1e308\)\)'"):
+        check("value", "E*exp(asin(sin(1e308)))*x", ["x=1"])
 
 
 @pytest.mark.parametrize("engine", ["autograd", "func"])
