@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import multiprocessing
 import sys
 import threading
@@ -44,6 +45,22 @@ class Deferred:
         return self._fn(*self._args)
 
 
+def _recursion_is_input_error(method):
+    """SymPy recurses on the structure of expressions: running out of depth is a fact
+    about the input (in a library caller's process as in the worker), not a crash."""
+
+    @functools.wraps(method)
+    def guarded(*args):
+        try:
+            return method(*args)
+        except RecursionError:
+            raise DiffcliError(
+                "SymPy ran out of recursion depth on this expression (deeply nested, or a constant it cannot simplify)"
+            ) from None
+
+    return guarded
+
+
 class InProcess:
     """SymPy work in this process, with the formulas of recent expressions cached."""
 
@@ -51,11 +68,13 @@ class InProcess:
         self._formulas: OrderedDict[Any, Any] = OrderedDict()
         self._cache_size = cache_size
 
+    @_recursion_is_input_error
     def constant(self, node) -> float:
         from diffcli.symbolic import constant_value
 
         return constant_value(node)
 
+    @_recursion_is_input_error
     def formulas(self, tree, variables):
         from diffcli.reference import Formulas
 
@@ -68,6 +87,7 @@ class InProcess:
                 self._formulas.popitem(last=False)
         return self._formulas[key]
 
+    @_recursion_is_input_error
     def reference(self, tree, variables, command, points, tangent, exact_rows):
         from diffcli import reference
 
@@ -133,8 +153,6 @@ def _answer_requests(conn, backend: InProcess) -> None:
         except MemoryError:
             backend.close()
             conn.send(("memory", None))
-        except RecursionError:
-            conn.send(("error", "the expression is nested too deeply for symbolic differentiation"))
         except Exception as exc:
             conn.send(("crash", f"{type(exc).__name__}: {exc}"))
 

@@ -204,6 +204,12 @@ def test_a_finite_constant_sympy_cannot_evaluate_is_an_input_error_not_undefined
         check("value", "E*exp(asin(sin(1e308)))*x", ["x=1"])
 
 
+def test_sympy_running_out_of_recursion_depth_is_an_input_error():
+    # SymPy recurses comparing loggamma(1e300)*1e-320 with the exponent acosh(0) (complex)
+    with pytest.raises(DiffcliError, match="SymPy ran out of recursion depth"):
+        check("value", "cos((loggamma(x)*1e-320)**acosh(0*E))", ["x=1e300"])
+
+
 @pytest.mark.parametrize("engine", ["autograd", "func"])
 def test_constant_expression_has_an_empty_hessian(engine):
     # once an IndexError: the reference's (P, 0) array had lost the second axis of (P, 0, 0)
