@@ -416,7 +416,10 @@ def _magnitude(node: Node, limits: Limits, source: str) -> float | None:
     else:  # sums, roots, Abs, floor, Max, Mod, Piecewise ...: no bigger than the biggest part
         size = max(parts, default=1.0) + 0.5
     if size > limits.max_constant_digits:
-        amount = "more than 10**300" if size > 1e300 else f"about {size:,.0f}"
+        if size > 1e300:
+            amount = "more than 10**300"
+        else:  # 10**18 written out in full is no easier to read than 10**18
+            amount = f"about {size:,.0f}" if size < 1e9 else f"about 10**{math.log10(size):.0f}"
         message = f"this constant has {amount} digits (limit {limits.max_constant_digits:,})"
         raise ParseError(message, source, *node.span)
     return size

@@ -261,7 +261,7 @@ def _constant_safe(node: Node, args: list) -> sp.Basic:
         result = _apply(node, args)
     except (TypeError, ValueError, ArithmeticError, AttributeError) as exc:
         # AttributeError: SymPy's cache re-raising a TypeError of exp(asin(sin(10**308)))
-        if any(isinstance(a, sp.Basic) and a.has(*_NOT_FINITE) for a in args):
+        if any(_undefined_constant(a) for a in args):
             return sp.nan
         if all(getattr(a, "free_symbols", None) for a in args):
             raise  # a refusal that depends on the variables alone would be a bug of ours
@@ -275,6 +275,13 @@ def _constant_safe(node: Node, args: list) -> sp.Basic:
 
 
 _NOT_FINITE = (sp.zoo, sp.nan, sp.oo, -sp.oo)
+
+
+def _undefined_constant(value) -> bool:
+    """Infinite, NaN or non-real (asin(E) is complex): no real value, so undefined."""
+    if not isinstance(value, sp.Basic):
+        return False
+    return value.has(*_NOT_FINITE) or bool(value.is_number and value.is_extended_real is False)
 
 
 def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) -> sp.Basic:

@@ -189,6 +189,8 @@ def test_awkward_constants_give_verdicts_not_internal_errors(grid):
     # SymPy compares zoo (log(0)) and refuses, or leaves Heaviside(zoo), which no printer prints
     for text in ["(1 if log(0) > 0 else 2)*x", "Max(log(0), x)", "Heaviside(log(0))*x"]:
         assert check("grad", text, **points).counts() == {"undefined": 3}, text
+    # a condition on a complex constant: SymPy refuses to compare asin(E)
+    assert check("value", "(1 if asin(E) < 2 else 2)*x", **points).counts() == {"undefined": 3}
     # sin(oo) is AccumBounds(-1, 1), which no printer prints
     assert check("grad", "asin(sec(loggamma(0)))*x", **points).counts() == {"undefined": 3}
     # ... and only where it counts: not in a branch that is not taken

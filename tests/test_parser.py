@@ -176,3 +176,9 @@ def test_errors_in_long_expressions_show_a_window_around_the_problem():
 def test_an_error_without_source_text_is_the_message_alone():
     # no empty line and lone caret under it (a column means nothing without the text)
     assert ParseError("at x is not a finite real number", "", 0).render() == "at x is not a finite real number"
+
+
+def test_the_size_of_a_huge_constant_is_written_as_a_power_of_ten():
+    with pytest.raises(ParseError) as info:
+        parse_expression("9**(9**(9**2))*x")
+    assert info.value.message == "this constant has about 10**100 digits (limit 4,000)"  # 9**81 * log10(9)
