@@ -202,6 +202,26 @@ class Compiled:
         return Compiled(self.node, self.names, constants, self.aux, self.exponents)
 
 
+def _constant_subtrees(root: Node) -> list[Node]:
+    """The largest sub-trees without variables (not leaves: those are constants already)."""
+    free: dict[Node, bool] = {}
+
+    def variable_free(n: Node) -> bool:
+        if n not in free:
+            free[n] = n.op != "var" and all([variable_free(a) for a in n.args])
+        return free[n]
+
+    found, stack = [], [root]
+    while stack:
+        n = stack.pop()
+        if variable_free(n):
+            if n.args:
+                found.append(n)
+        else:
+            stack.extend(n.args)
+    return found
+
+
 def compile_torch(
     node: Node,
     variables: Sequence[str],
@@ -221,6 +241,12 @@ def compile_torch(
     # reciprocal fast paths (exact or correctly rounded), and torch.compile can
     # specialise them instead of calling a general vector pow.
     plain = _Evaluation({}, constants, {})
+    # Sub-expressions without variables computed once, here: in forward mode each is then
+    # one dual number with a zero tangent, where evaluating it from dual leaves gave
+    # 0 * inf = NaN tangents (sqrt(Min(1e-320, 0)) is constant 0, but sqrt' is infinite there).
+    for root in (node, *aux.values()):
+        for n in _constant_subtrees(root):
+            constants[n] = plain.value(n)
     exponents = {
         n.args[1]: plain.value(n.args[1]).item()
         for root in (node, *aux.values())

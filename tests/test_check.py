@@ -239,6 +239,16 @@ def test_jvp_tangent_default_is_all_ones():
     assert float(result.autodiff) == 5.0 and float(result.reference) == 5.0
 
 
+@pytest.mark.parametrize("engine", ["autograd", "func"])
+def test_a_constant_sub_expression_has_a_zero_tangent(engine):
+    # sqrt(Min(1e-320, 0)) is the constant 0, where sqrt' is infinite: evaluated from
+    # zero-tangent dual leaves, its tangent was 0 * inf = NaN (grad said 0)
+    text = "x*sqrt(Min(1e-320, 0)) + (x**2 if x > 0 else sqrt(0*pi))"
+    report = check("jvp", text, ["x=-1", "x=2"], engine=engine)
+    assert report.autodiff.tolist() == [0.0, 4.0] and report.counts() == {"ok": 2}
+    assert check("grad", text, ["x=-1", "x=2"], engine=engine).autodiff[:, 0].tolist() == [0.0, 4.0]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
