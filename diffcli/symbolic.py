@@ -266,7 +266,7 @@ def _constant_safe(node: Node, args: list) -> sp.Basic:
         if all(getattr(a, "free_symbols", None) for a in args):
             raise  # a refusal that depends on the variables alone would be a bug of ours
         # a finite constant SymPy cannot handle: no reference, and "undefined" would be a lie
-        raise DiffcliError(f"SymPy cannot evaluate the constant '{node}' (its {type(exc).__name__})") from None
+        raise DiffcliError(f"SymPy cannot evaluate '{node}' (its {type(exc).__name__})") from None
     if isinstance(result, sp.AccumBounds):  # sin(oo): "somewhere in [-1, 1]", no value
         return sp.nan
     if isinstance(result, sp.Function) and any(a in _NOT_FINITE for a in result.args):
@@ -281,7 +281,14 @@ def _undefined_constant(value) -> bool:
     """Infinite, NaN or non-real (asin(E) is complex): no real value, so undefined."""
     if not isinstance(value, sp.Basic):
         return False
-    return value.has(*_NOT_FINITE) or bool(value.is_number and value.is_extended_real is False)
+    if value.has(*_NOT_FINITE):
+        return True
+    if not value.is_number or value.is_extended_real is not None:
+        return value.is_extended_real is False
+    try:  # SymPy cannot tell ((-1)**exp(-1)): ask its numeric value
+        return complex(sp.N(value, 15)).imag != 0
+    except (TypeError, ValueError, ArithmeticError):
+        return False
 
 
 def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) -> sp.Basic:
