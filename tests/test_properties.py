@@ -159,3 +159,39 @@ def test_anywhere_in_or_out_of_the_domain_undefined_means_no_finite_reference(ex
         assert not np.isfinite(result.reference).all()
     if result.status == "mismatch":
         assert not np.isfinite(result.autodiff).all(), (expr, x, y, result)
+
+
+CHAIN_OPERANDS = ["x", "y", "sin(x)", "exp(y)", "2.5", "x**2", "(x - y)", "1e-3"]
+
+
+@settings(max_examples=60)
+@given(
+    operands=st.lists(st.sampled_from(CHAIN_OPERANDS), min_size=3, max_size=12),
+    picks=st.lists(st.booleans(), min_size=11, max_size=11),
+    kind=st.sampled_from(["+-", "*/"]),
+    x=coordinate,
+    y=coordinate,
+)
+def test_a_chain_is_folded_left_to_right_as_typed(operands, picks, kind, x, y):
+    """A chain of + and - (or * and /) is one flat node; torch must still compute it
+    operator by operator from the left, bit for bit, and SymPy agree with it."""
+    import torch
+
+    from diffcli.torch_compile import compile_torch
+
+    ops = [kind[p] for p in picks[: len(operands) - 1]]
+    text = operands[0] + "".join(f" {op} {o}" for op, o in zip(ops, operands[1:]))
+    columns = [torch.tensor([x], dtype=torch.float64), torch.tensor([y], dtype=torch.float64)]
+
+    def value(source):
+        return compile_torch(parse_expression(source), ["x", "y"]).of_columns(columns)[0].item()
+
+    folds = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}  # IEEE, as torch (1/0 = inf)
+    expected = np.float64(value(operands[0]))
+    with np.errstate(all="ignore"):
+        for op, operand in zip(ops, operands[1:]):
+            expected = folds[op](expected, np.float64(value(operand)))
+    got = value(text)
+    assert got == expected or (math.isnan(got) and math.isnan(expected)), text
+    (result,) = check("grad", text, [f"x={x},y={y}"], variables="x,y", rtol=1e-8, atol=1e-10).results
+    assert result.status in ("ok", "undefined"), (text, x, y, result)
