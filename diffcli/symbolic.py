@@ -14,6 +14,7 @@ approximates: zero away from the jumps and undefined on them.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import keyword
 import math
@@ -607,44 +608,39 @@ def vectorised(
     (len(exprs), P).
     """
     dummify = not all(_plain_name(s.name) for s in symbols)
-    try:
-        fn = _lambdify(list(symbols), list(exprs), cse=cse, dummify=dummify)
-    except _REFUSALS:
-        fn = None
-    alone: dict[int, Callable | None] = {}  # one function per formula, made only if ``fn`` fails
-
-    def one(i: int) -> Callable | None:
-        if i not in alone:
-            try:
-                alone[i] = _lambdify(list(symbols), [exprs[i]], dummify=dummify)
-            except _REFUSALS:
-                alone[i] = None
-        return alone[i]
+    together = _lambdify_or_none(symbols, exprs, cse=cse, dummify=dummify)
+    alone = functools.cache(lambda i: _lambdify_or_none(symbols, [exprs[i]], dummify=dummify))
 
     def evaluate(points: np.ndarray) -> np.ndarray:
         columns = [np.ascontiguousarray(points[:, i]) for i in range(points.shape[1])]
-        try:
-            if fn is not None:
-                return _float64_rows(fn, columns, points.shape[0])
-        except _REFUSALS:
-            pass
+        if together is not None:
+            with contextlib.suppress(*_REFUSALS):
+                return _float64_rows(together, columns, points.shape[0])
         # A formula numpy cannot print or evaluate in float64: a non-real constant (numpy's
-        # floor refuses floor(asin(E)), which is complex; Heaviside(zoo) cannot be printed).
-        # Each formula alone, then, NaN where one fails: where such a constant is on the
-        # path taken, the point is undefined anyway.
-        rows = []
-        for i in range(len(exprs)):
-            try:
-                rows.append(_float64_rows(one(i), columns, points.shape[0]))
-            except _REFUSALS:
-                rows.append(np.full((1, points.shape[0]), math.nan))
-        return np.concatenate(rows)
+        # floor refuses floor(asin(E)), which is complex). Each formula alone, then, NaN
+        # where one fails: where such a constant is on the path taken, the point is
+        # undefined anyway.
+        return np.concatenate([_rows_or_nan(alone(i), columns, points.shape[0]) for i in range(len(exprs))])
 
     return evaluate
 
 
 #: What SymPy's printers and numpy raise on a formula they cannot handle in float64.
 _REFUSALS = (TypeError, ValueError, ArithmeticError, NotImplementedError)
+
+
+def _lambdify_or_none(symbols, exprs, **options) -> Callable | None:
+    try:
+        return _lambdify(list(symbols), list(exprs), **options)
+    except _REFUSALS:
+        return None
+
+
+def _rows_or_nan(fn: Callable | None, columns: list[np.ndarray], size: int) -> np.ndarray:
+    if fn is not None:
+        with contextlib.suppress(*_REFUSALS):
+            return _float64_rows(fn, columns, size)
+    return np.full((1, size), math.nan)
 
 
 def _float64_rows(fn: Callable, columns: list[np.ndarray], size: int) -> np.ndarray:
