@@ -26,7 +26,8 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports it
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EXIT_HELP = """\b
-Exit status: 0 no mismatch, 1 at least one mismatch, 2 invalid input.
+Exit status: 0 no mismatch, 1 at least one mismatch, 2 invalid input,
+3 internal error (a bug: rerun with --debug), 130 interrupted.
 """
 
 
@@ -268,7 +269,7 @@ def parse_checks(text: str | None) -> tuple[str, ...] | None:
     "batch",
     context_settings=CONTEXT,
     epilog="\b\nExit status: 0 no mismatch and no case error, 1 a mismatch or a case error,\n"
-    "2 the command line or a whole file is unusable, 130 interrupted.",
+    "2 the command line or a whole file is unusable, 3 internal error, 130 interrupted.",
     help="Check every case in expression files (.toml suites, or text: one case per line).\n\n"
     "\b\nExample:\n  diffcli batch samples/seed.toml --junit report.xml",
 )

@@ -213,7 +213,7 @@ def test_internal_errors_are_exit_3_without_traceback(monkeypatch):
 def test_each_help_shows_a_working_example(command, example):
     help_text = run(command, "--help").output
     assert example in help_text
-    assert "Exit status: 0 no mismatch, 1 at least one mismatch, 2 invalid input." in help_text
+    assert "Exit status: 0 no mismatch, 1 at least one mismatch, 2 invalid input,\n  3 internal error" in help_text
     args = example.split(" ", 2)[2]
     expr, rest = args[1:].split('" ', 1)
     assert run(command, expr, *rest.split()).exit_code == 0
