@@ -68,9 +68,9 @@ ALIASES: dict[str, str] = {
     "ceil": "ceiling",
 }
 
-#: Named constants; ``e`` is an alias of ``E``. A name listed in ``--vars``
-#: is a variable instead.
-CONSTANTS: dict[str, str] = {"pi": "pi", "E": "E", "e": "E"}
+#: Named constants; ``e`` is an alias of ``E``, ``π`` of ``pi``. A name listed
+#: in ``--vars`` is a variable instead.
+CONSTANTS: dict[str, str] = {"pi": "pi", "π": "pi", "E": "E", "e": "E"}
 
 
 def canonical_function(name: str) -> str | None:

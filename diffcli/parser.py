@@ -71,20 +71,46 @@ def _multiplies(previous: tokenize.TokenInfo | None, current: tokenize.TokenInfo
     return False
 
 
-def _tokens(source: str) -> list[tokenize.TokenInfo]:
+def _tokens(text: str, source: str, origin: list[int]) -> list[tokenize.TokenInfo]:
     try:
         return [
             t
-            for t in tokenize.generate_tokens(io.StringIO(source).readline)
+            for t in tokenize.generate_tokens(io.StringIO(text).readline)
             if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT)
         ]
     except (tokenize.TokenError, SyntaxError):
         # Python's own parser words bracket problems best ("'(' was never closed").
         try:
-            _python_parse(source)
+            _python_parse(text)
         except SyntaxError as exc:
-            raise _syntax_error(exc, source, list(range(len(source)))) from None
+            raise _syntax_error(exc, source, origin) from None
         raise ParseError("cannot read this expression", source, 0) from None
+
+
+#: Operators as typeset in papers, web pages and word processors, read as typed in Python.
+_TYPESET = {"−": "-", "×": "*", "·": "*", "⋅": "*", "∗": "*", "÷": "/", "∕": "/"}
+#: Superscript exponents: x² is x**2, x⁻¹ is x**-1.
+_SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-"))
+
+
+def _typeset(source: str) -> tuple[str, list[int]]:
+    """The text with typeset operators and superscript exponents in Python's spelling,
+    and for each of its characters the column it came from."""
+    out: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(source):
+        if ch in _SUPERSCRIPTS:
+            if not (i and source[i - 1] in _SUPERSCRIPTS):  # a run of them is one exponent
+                out.append("**")
+                origin.extend([i, i])
+            out.append(_SUPERSCRIPTS[ch])
+        else:
+            typed_next_to = out and out[-1] == "*" and (ch in _TYPESET or source[origin[-1]] in _TYPESET)
+            if typed_next_to and _TYPESET.get(ch, ch) == "*":  # x×*y would read as the power x**y
+                raise ParseError(f"'{source[origin[-1]]}{ch}' is not an operator", source, origin[-1], i + 1)
+            out.append(_TYPESET.get(ch, ch))
+        origin.append(i)
+    return "".join(out), origin
 
 
 def _python_parse(text: str) -> ast.Expression:
@@ -104,30 +130,31 @@ def _syntax_error(exc: SyntaxError, source: str, columns: list[int]) -> ParseErr
 
 def _rewrite(source: str, limits: Limits = DEFAULT) -> _Rewritten:
     """Apply the calculator habits, remembering where every character came from."""
+    text, origin = _typeset(source)
     out: list[str] = []
     columns: list[int] = []
 
-    def emit(text: str, column: int) -> None:
-        out.append(text)
-        columns.extend([column] * len(text))
+    def emit(piece: str, index: int) -> None:
+        out.append(piece)
+        columns.extend([origin[index]] * len(piece))
 
     previous = None
     position = 0
-    for token in _tokens(source):
+    for token in _tokens(text, source, origin):
         start, end = token.start[1], token.end[1]
         digits = sum(c.isdigit() for c in token.string)
         if token.type == tokenize.NUMBER and digits > limits.max_literal_digits:
             message = f"a number with {digits} digits (limit {limits.max_literal_digits})"
-            raise ParseError(message, source, start, end)
+            raise ParseError(message, source, origin[start], origin[end - 1] + 1)
         for i in range(position, start):
-            emit(source[i], i)
+            emit(text[i], i)
         if _multiplies(previous, token):
             emit("*", start)
         if token.type == tokenize.OP and token.string == "^":
             emit("**", start)
         else:
             for i in range(start, end):
-                emit(source[i], i)
+                emit(text[i], i)
         position, previous = end, token
     return _Rewritten("".join(out), columns)
 

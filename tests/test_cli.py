@@ -282,3 +282,12 @@ def test_light_copies_of_the_names_match_the_library():
     assert cli_module.FORMATS == FORMATS
     assert cli_module.CHECKS == COMMANDS == CHECKS
     assert set(cli.commands) == {*COMMANDS, "batch"}
+
+
+def test_typeset_math_in_expressions_and_points():
+    # pasted from a paper: the minus sign U+2212, a superscript, a times sign, pi
+    result = run("grad", "x² × π − y", "--at", "x=−1,y=2", "-f", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["expression"] == "x**2*pi - y"
+    assert document["results"][0]["autodiff"] == [-2 * math.pi, -1.0]

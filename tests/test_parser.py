@@ -182,3 +182,32 @@ def test_the_size_of_a_huge_constant_is_written_as_a_power_of_ten():
     with pytest.raises(ParseError) as info:
         parse_expression("9**(9**(9**2))*x")
     assert info.value.message == "this constant has about 10**100 digits (limit 4,000)"  # 9**81 * log10(9)
+
+
+@pytest.mark.parametrize(
+    ("typed", "python"),
+    [
+        ("x − 1", "x - 1"),  # U+2212 MINUS SIGN, as pasted from papers and web pages
+        ("x×y ÷ 2", "x*y/2"),
+        ("x·y⋅z∗w", "x*y*z*w"),
+        ("x∕y", "x/y"),
+        ("x²", "x**2"),
+        ("2x²y", "2*x**2*y"),  # the superscript binds first, then the implicit product
+        ("x⁻¹ + y¹⁰", "x**(-1) + y**10"),
+        ("e^(−x²)", "E**(-x**2)"),
+        ("2^x²", "2**(x**2)"),  # a tower, as typeset
+        ("sin(x)²", "sin(x)**2"),
+        ("2π*r", "2*pi*r"),
+    ],
+)
+def test_typeset_operators_superscripts_and_pi_read_as_typed(typed, python):
+    assert parse_expression(typed) == parse_expression(python)
+
+
+def test_typeset_input_errors_point_at_the_original_columns():
+    with pytest.raises(ParseError) as info:
+        parse_expression("x² + sinn(x)")
+    assert info.value.start == 5 and info.value.render().splitlines()[1] == "  x² + sinn(x)"
+    with pytest.raises(ParseError, match="'××' is not an operator"):
+        parse_expression("x××y")  # would read as the power x**y
+    assert parse_expression("π", {"π"}).op == "var"  # --vars makes it a variable
