@@ -91,7 +91,7 @@ UNICODE = [
     "x\U000e0041",  # tag character
     "x\u00ad",  # soft hyphen
     "\U0001f600 + x",  # emoji
-    "x\u00b2",  # superscript two
+    "\u00b2x",  # a superscript exponent with no base (x² itself is x**2)
     "x\u037e 1",  # Greek question mark (looks like ;)
 ]
 
