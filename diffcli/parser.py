@@ -94,8 +94,8 @@ _SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-"))
 
 
 def _typeset(source: str) -> tuple[str, list[int]]:
-    """The text with typeset operators and superscript exponents in Python's spelling,
-    and for each of its characters the column it came from."""
+    """The text with typeset operators, superscript exponents and √ in Python's
+    spelling, and for each of its characters the column it came from."""
     out: list[str] = []
     origin: list[int] = []
     for i, ch in enumerate(source):
@@ -104,6 +104,12 @@ def _typeset(source: str) -> tuple[str, list[int]]:
                 out.append("**")
                 origin.extend([i, i])
             out.append(_SUPERSCRIPTS[ch])
+        elif ch == "√":  # √(...) only: how far √x² reaches is a question of typesetting
+            if not source[i + 1 :].lstrip().startswith("("):
+                raise ParseError("write √(...) with parentheses, or sqrt(...)", source, i)
+            after_operand = out and (out[-1][-1].isalnum() or out[-1][-1] in "_).")
+            out.append("*sqrt" if after_operand else "sqrt")  # x√(y) is x*sqrt(y)
+            origin.extend([i] * (len(out[-1]) - 1))
         else:
             typed_next_to = out and out[-1] == "*" and (ch in _TYPESET or source[origin[-1]] in _TYPESET)
             if typed_next_to and _TYPESET.get(ch, ch) == "*":  # x×*y would read as the power x**y

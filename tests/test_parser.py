@@ -198,6 +198,10 @@ def test_the_size_of_a_huge_constant_is_written_as_a_power_of_ten():
         ("2^x²", "2**(x**2)"),  # a tower, as typeset
         ("sin(x)²", "sin(x)**2"),
         ("2π*r", "2*pi*r"),
+        ("√(x² + y²)", "sqrt(x**2 + y**2)"),
+        ("2√(x)", "2*sqrt(x)"),
+        ("x√(y)", "x*sqrt(y)"),  # not the name xsqrt
+        ("√(√(x))", "sqrt(sqrt(x))"),
     ],
 )
 def test_typeset_operators_superscripts_and_pi_read_as_typed(typed, python):
@@ -211,3 +215,6 @@ def test_typeset_input_errors_point_at_the_original_columns():
     with pytest.raises(ParseError, match="'××' is not an operator"):
         parse_expression("x××y")  # would read as the power x**y
     assert parse_expression("π", {"π"}).op == "var"  # --vars makes it a variable
+    with pytest.raises(ParseError, match=r"write √\(...\) with parentheses") as info:
+        parse_expression("1 + √x²")  # √(x²) or √(x)²? Only the typesetting knew
+    assert info.value.start == 4
