@@ -2,6 +2,7 @@
 
 import contextlib
 import math
+import re
 
 import numpy as np
 from hypothesis import given, settings
@@ -195,3 +196,10 @@ def test_a_chain_is_folded_left_to_right_as_typed(operands, picks, kind, x, y):
     assert got == expected or (math.isnan(got) and math.isnan(expected)), text
     (result,) = check("grad", text, [f"x={x},y={y}"], variables="x,y", rtol=1e-8, atol=1e-10).results
     assert result.status in ("ok", "undefined"), (text, x, y, result)
+
+
+@settings(max_examples=100)
+@given(expr=expressions)
+def test_typeset_operators_parse_as_their_ascii_spelling(expr):
+    typeset = re.sub(r"(?<!\*)\*(?!\*)", "×", expr).replace("-", "−").replace("/", "÷")
+    assert parse_expression(typeset) == parse_expression(expr)
