@@ -161,7 +161,10 @@ def peers(points: int, repeats: int) -> None:
     """Throughput, imports and compilation excluded, two ways: numpy points in and
     float64 numpy results out (what ``autodiff.compute`` promises, and what a tool
     built on JAX would have to do too), and on data already in the library's own
-    arrays (JAX: device arrays; diffcli: its (n, P) torch columns)."""
+    arrays (JAX: device arrays; diffcli: its (n, P) torch columns). The contenders'
+    calls are interleaved, round by round, and each rate is a median: the machine's
+    load moves between runs, and timing one library after the other let it favour
+    either (JAX's Hessian rate once came out 2.5x its usual)."""
     sys.path.insert(0, str(ROOT))
     from diffcli.check import prepare
 
@@ -169,20 +172,26 @@ def peers(points: int, repeats: int) -> None:
     for command in ("grad", "hessian"):
         requests = {e: prepare(command, EXPR, grid=[f"x=-2:2:{side}", f"y=-2:2:{side}"], engine=e)
                     for e in ("autograd", "compiled")}  # fmt: skip
-        ours = {e: _diffcli_rates(req, repeats) for e, req in requests.items()}
         pts = requests["autograd"].points
-        for engine, rates in ours.items():
+        calls, first = {}, {}
+        for engine, request in requests.items():
+            first[engine], calls[f"{engine} numpy"], calls[f"{engine} resident"] = _diffcli_calls(request)
+        jax = _jax_calls(command, pts)
+        if jax is not None:
+            first["jax"], calls["jax numpy"], calls["jax resident"] = jax
+        rate = _interleaved_rates(calls, pts.shape[0], repeats)
+        for engine in requests:
+            rates = (rate[f"{engine} numpy"], rate[f"{engine} resident"], first[engine])
             info(f"6. diffcli --engine {engine} {command}", _rates(*rates, compiles=engine == "compiled"))
-        jax = _jax_rates(command, pts, repeats)
         if jax is None:
             info(f"6. JAX jit(vmap({command})) float64 CPU", "skipped: jax not installed")
         else:
-            info(f"6. JAX jit(vmap({command})) float64 CPU", _rates(*jax, compiles=True))
-            compiled, default = ours["compiled"], ours["autograd"]
+            info(f"6. JAX jit(vmap({command})) float64 CPU",
+                 _rates(rate["jax numpy"], rate["jax resident"], first["jax"], compiles=True))  # fmt: skip
             target = f"6. JAX's {command} throughput / diffcli --engine compiled's"
-            record(f"{target}, numpy in/out", jax[0] / compiled[0], 1.0)
-            record(f"{target}, resident", jax[1] / compiled[1], 1.0)
-            ratio = f"{jax[0] / default[0]:.2f}x"
+            record(f"{target}, numpy in/out", rate["jax numpy"] / rate["compiled numpy"], 1.0)
+            record(f"{target}, resident", rate["jax resident"] / rate["compiled resident"], 1.0)
+            ratio = f"{rate['jax numpy'] / rate['autograd numpy']:.2f}x"
             info(f"6. JAX's {command} throughput / diffcli's default engine's, numpy in/out", ratio)
         loop = _loop_rate(command, pts[:1000])
         info(f"6. per-point torch.autograd loop {command} (10^3 points, scaled)", f"{loop:,.0f} pts/s")
@@ -197,17 +206,19 @@ def _rates(numpy_rate: float, resident_rate: float, first: float, compiles: bool
     return text + (f"; first call {first:.1f} s (compiles)" if compiles else "")
 
 
-def _best_rate(fn, count: int, repeats: int) -> float:
-    """Median points/s of ``repeats`` calls."""
-    times = []
+def _interleaved_rates(calls: dict, count: int, repeats: int) -> dict[str, float]:
+    """Median points/s of each call, the calls made in turn, ``repeats`` rounds."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return count / statistics.median(times)
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: count / statistics.median(t) for name, t in times.items()}
 
 
-def _diffcli_rates(request, repeats: int) -> tuple[float, float, float]:
+def _diffcli_calls(request):
+    """(first call's seconds, numpy in/out call, resident call)."""
     import numpy as np
     import torch
 
@@ -216,10 +227,9 @@ def _diffcli_rates(request, repeats: int) -> tuple[float, float, float]:
     start = time.perf_counter()
     autodiff.compute(request)
     first = time.perf_counter() - start
-    count = request.points.shape[0]
-    numpy_rate = _best_rate(lambda: autodiff.compute(request), count, repeats)
     device = torch.device(request.device)
     run = autodiff._engine(request, torch.float64, device)
+    count = request.points.shape[0]
     columns = [torch.as_tensor(np.ascontiguousarray(request.points[i : i + autodiff.CHUNK].T), device=device)
                for i in range(0, count, autodiff.CHUNK)]  # fmt: skip
 
@@ -228,11 +238,17 @@ def _diffcli_rates(request, repeats: int) -> tuple[float, float, float]:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    resident_rate = _best_rate(resident, count, repeats)
-    return numpy_rate, resident_rate, first
+    return first, lambda: autodiff.compute(request), resident
 
 
-def _jax_rates(command: str, points, repeats: int) -> tuple[float, float, float] | None:
+def _diffcli_rates(request, repeats: int) -> tuple[float, float, float]:
+    first, numpy_call, resident_call = _diffcli_calls(request)
+    rate = _interleaved_rates({"numpy": numpy_call, "resident": resident_call}, request.points.shape[0], repeats)
+    return rate["numpy"], rate["resident"], first
+
+
+def _jax_calls(command: str, points):
+    """(first call's seconds, numpy in/out call, resident call), or None without JAX."""
     try:
         import jax
     except ImportError:
@@ -251,9 +267,7 @@ def _jax_rates(command: str, points, repeats: int) -> tuple[float, float, float]
     start = time.perf_counter()
     fn(data).block_until_ready()
     first = time.perf_counter() - start
-    numpy_rate = _best_rate(lambda: np.asarray(fn(jnp.asarray(points))), points.shape[0], repeats)
-    resident_rate = _best_rate(lambda: fn(data).block_until_ready(), points.shape[0], repeats)
-    return numpy_rate, resident_rate, first
+    return first, lambda: np.asarray(fn(jnp.asarray(points))), lambda: fn(data).block_until_ready()
 
 
 def _loop_rate(command: str, points) -> float:
