@@ -180,19 +180,36 @@ def prepare(
     tree = substitute(typed, lets)
     names = _variables([typed, *lets.values()], given, lets)
     points = _points(names, at, grid, sample, n, seed, points_csv, union, limits.max_points)
-    if dtype != "float64":  # the coordinates as the dtype holds them
-        points = points.astype(dtype).astype(np.float64)
+    points = _as_dtype(points, dtype, names, "a point has")  # the coordinates as the dtype holds them
     if tangent is not None and command != "jvp":
         raise DiffcliError("--tangent only applies to jvp")
     direction = None
     if command == "jvp":
         raw = resolve_point(tangent, names, "--tangent") if tangent is not None else (1.0,) * len(names)
-        direction = tuple(float(v) for v in np.asarray(raw, dtype=dtype))
+        direction = tuple(_as_dtype(np.array([raw], dtype=np.float64), dtype, names, "--tangent has")[0].tolist())
     return Request(
         command, tree, names, points, direction, tolerance_for(dtype, rtol, atol), dtype, device,
         expression=str(typed), exact_rows=_exact_rows(precise, points.shape[0], at, grid, sample, points_csv, union),
         aux=lets, engine=engine,
     )  # fmt: skip
+
+
+def _as_dtype(values: np.ndarray, dtype: str, names: Sequence[str], what: str) -> np.ndarray:
+    """(R, n) float64 values as the dtype holds them. One beyond the dtype's range is an
+    error: float32 would hold 1e300 as inf, and the check would be about infinity."""
+    if dtype == "float64":
+        return values
+    with np.errstate(over="ignore"):
+        held = values.astype(dtype).astype(np.float64)
+    beyond = np.argwhere(~np.isfinite(held) & np.isfinite(values))
+    if len(beyond):
+        row, column = beyond[0]
+        largest = float(np.finfo(dtype).max)
+        raise DiffcliError(
+            f"{what} {names[column]}={values[row, column]:g}, beyond {dtype}'s range (±{largest:.3g}); "
+            "use --dtype float64"
+        )
+    return held
 
 
 def check(command: str, expression: str, at: Sequence[PointSpec] = (), **options) -> Report:

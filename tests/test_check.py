@@ -1,6 +1,7 @@
 """The library pipeline: points, variables, statuses, and the seed examples."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -219,6 +220,20 @@ def test_constant_expression_has_an_empty_hessian(engine):
     result = only(check("hessian", "2 + pi", engine=engine))
     assert result.status == "ok" and result.autodiff.shape == (0, 0) and result.reference.shape == (0, 0)
     assert run_summary(prepare("hessian", "2 + pi")).autodiff.shape == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"at": ["x=1e300"]}, "a point has x=1e+300, beyond float32's range"),
+        ({"grid": ["x=0:1e300:3"]}, "a point has x=5e+299, beyond float32's range"),
+        ({"at": ["x=1"], "tangent": "1e39"}, "--tangent has x=1e+39, beyond float32's range"),
+    ],
+)
+def test_values_beyond_float32_are_input_errors_not_infinities(options, message):
+    # float32 held them as inf, and the check was about infinity (a mismatch against 0)
+    with pytest.raises(DiffcliError, match=re.escape(message)):
+        prepare("jvp", "x**2", dtype="float32", **options)
 
 
 def test_float32_rounds_points_and_scales_tolerances():
