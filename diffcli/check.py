@@ -185,8 +185,9 @@ def prepare(
         raise DiffcliError("--tangent only applies to jvp")
     direction = None
     if command == "jvp":
-        raw = resolve_point(tangent, names, "--tangent") if tangent is not None else (1.0,) * len(names)
-        direction = tuple(_as_dtype(np.array([raw], dtype=np.float64), dtype, names, "--tangent has")[0].tolist())
+        option = "tangent" if union else "--tangent"  # a suite case's key, or the command line's option
+        raw = resolve_point(tangent, names, option) if tangent is not None else (1.0,) * len(names)
+        direction = tuple(_as_dtype(np.array([raw], dtype=np.float64), dtype, names, f"{option} has")[0].tolist())
     return Request(
         command, tree, names, points, direction, tolerance_for(dtype, rtol, atol), dtype, device,
         expression=str(typed), exact_rows=_exact_rows(precise, points.shape[0], at, grid, sample, points_csv, union),

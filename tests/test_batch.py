@@ -208,8 +208,12 @@ def test_bad_values_in_a_case_are_reported_in_the_case_s_own_terms(tmp_path):
         '[[case]]\nexpr = "x"\nchecks = ["value"]\nsample = { box = { x = [1, 0] } }\n\n'
         '[[case]]\nexpr = "x"\nchecks = ["value"]\nat = [{ x = "1/0" }]\n'
     )
+    path.write_text(
+        path.read_text() + '\n[[case]]\nexpr = "x"\nchecks = ["jvp"]\nat = [{ x = 1 }]\ntangent = { x = "1/0" }\n'
+    )
     records = jsonl(batch(str(path), "-f", "json").output)
     assert records[0]["error"] == "sample.box x=1:0: LOW is greater than HIGH"
+    assert records[2]["error"].startswith("tangent x is not a finite real number")  # not --tangent
     # the value's own text is shown under the message, not an empty line
     assert records[1]["error"] == "at x is not a finite real number (column 1)\n  1/0\n  ^^^"
 
