@@ -22,3 +22,6 @@ diffcli grad "sqrt(x)" --at x=0                                # exit 0
 
 # The branch not taken contributes nothing.
 diffcli grad "Piecewise((sqrt(x), x > 0), (0, True))" --at x=-1 --at x=0  # exit 0
+
+# Typeset math, as pasted from a paper: the minus sign, superscripts, √ and π.
+diffcli grad "√(x² + y²) − π·x⁻¹" --at x=3,y=4                # exit 0
