@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import io
+import itertools
 import keyword
 import math
 import tokenize
@@ -101,6 +102,7 @@ def _typeset(source: str) -> tuple[str, list[int]]:
     for i, ch in enumerate(source):
         if ch in _SUPERSCRIPTS:
             if not (i and source[i - 1] in _SUPERSCRIPTS):  # a run of them is one exponent
+                _refuse_power_of_a_function(source, i)
                 out.append("**")
                 origin.extend([i, i])
             out.append(_SUPERSCRIPTS[ch])
@@ -117,6 +119,19 @@ def _typeset(source: str) -> tuple[str, list[int]]:
             out.append(_TYPESET.get(ch, ch))
         origin.append(i)
     return "".join(out), origin
+
+
+def _refuse_power_of_a_function(source: str, at: int) -> None:
+    """sin²(x) means sin(x)² in print, but would read as sin**2 * (x)."""
+    name_start = at
+    while name_start and (source[name_start - 1].isalnum() or source[name_start - 1] == "_"):
+        name_start -= 1
+    name = source[name_start:at]
+    if name and canonical_function(name):
+        exponent = "".join(itertools.takewhile(lambda c: c in _SUPERSCRIPTS, source[at:]))
+        if source[at + len(exponent) :].lstrip().startswith("("):
+            message = f"write {name}(...){exponent} for the power of {name}'s value"
+            raise ParseError(message, source, name_start, at + len(exponent))
 
 
 def _python_parse(text: str) -> ast.Expression:

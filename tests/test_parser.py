@@ -215,6 +215,8 @@ def test_typeset_input_errors_point_at_the_original_columns():
     with pytest.raises(ParseError, match="'××' is not an operator"):
         parse_expression("x××y")  # would read as the power x**y
     assert parse_expression("π", {"π"}).op == "var"  # --vars makes it a variable
+    with pytest.raises(ParseError, match=r"write sin\(...\)² for the power of sin's value"):
+        parse_expression("sin²(x)")  # would read as sin**2 * (x)
     with pytest.raises(ParseError, match=r"write √\(...\) with parentheses") as info:
         parse_expression("1 + √x²")  # √(x²) or √(x)²? Only the typesetting knew
     assert info.value.start == 4
