@@ -64,7 +64,7 @@ TORCH: dict[str, Callable[..., Tensor]] = {
     "tan": torch.tan,
     "sec": lambda x: torch.reciprocal(torch.cos(x)),  # no torch.sec
     "csc": lambda x: torch.reciprocal(torch.sin(x)),
-    "cot": lambda x: torch.reciprocal(torch.tan(x)),
+    "cot": lambda x: torch.cos(x) / torch.sin(x),  # not 1/tan: near pi/2 its Hessian cancels terms of 1e16
     "asin": torch.asin,
     "acos": torch.acos,
     "atan": torch.atan,

@@ -208,6 +208,15 @@ def test_a_finite_constant_sympy_cannot_evaluate_is_an_input_error_not_undefined
         check("value", "E*exp(asin(sin(1e308)))*x", ["x=1"])
 
 
+@pytest.mark.parametrize("engine", ["autograd", "func"])
+def test_cot_near_half_pi_has_an_accurate_hessian(engine):
+    # as 1/tan(x), its second derivative there cancelled terms of 1e16 and came out 6.57
+    # (true: 2*cot(x)*csc(x)**2, about 1.2e-16); cot(atan2(y, x)) = x/y has Hessian [[0, -1], [-1, 0]] at (0, 1)
+    result = only(check("hessian", "cot(atan2(y, x))", ["x=0,y=1"], engine=engine))
+    assert result.status == "ok" and abs(result.autodiff[0, 0]) < 1e-15
+    assert result.autodiff[0, 1] == result.autodiff[1, 0] == -1.0
+
+
 def test_sympy_running_out_of_recursion_depth_is_an_input_error():
     # SymPy recurses comparing loggamma(1e300)*1e-320 with the exponent acosh(0) (complex)
     with pytest.raises(DiffcliError, match="SymPy ran out of recursion depth"):

@@ -194,7 +194,9 @@ def test_a_chain_is_folded_left_to_right_as_typed(operands, picks, kind, x, y):
             expected = folds[op](expected, np.float64(value(operand)))
     got = value(text)
     assert got == expected or (math.isnan(got) and math.isnan(expected)), text
-    (result,) = check("grad", text, [f"x={x},y={y}"], variables="x,y", rtol=1e-8, atol=1e-10).results
+    # the value, not a derivative: x/x*y*x/x has gradient terms of size 1/x**2 that cancel
+    # exactly in SymPy and to roundoff in torch, a true mismatch beyond any fixed atol
+    (result,) = check("value", text, [f"x={x},y={y}"], variables="x,y", rtol=1e-8, atol=1e-10).results
     assert result.status in ("ok", "undefined"), (text, x, y, result)
 
 
