@@ -559,7 +559,10 @@ class BatchWriter:
         counts = batch_counts(self.records)
         status = "error" if counts.get("error") else overall_status(counts)
         con.print(
-            Text(batch_summary_text(self.records, self.cases, interrupted), style=STYLE.get(status, "bold magenta"))
+            Text(
+                f"{batch_summary_text(self.records, self.cases, interrupted)} in {self._elapsed():.1f} s",
+                style=STYLE.get(status, "bold magenta"),
+            )
         )
 
 
