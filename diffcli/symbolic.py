@@ -309,12 +309,12 @@ def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) 
     return build(node)
 
 
-def _partials_finite(node: Node, args: list[sp.Basic]) -> bool:
+def _partials_finite(node: Node, operands: list[float]) -> bool:
     """Whether a chain's partial results are finite in float64, folded left to right as
     torch does: typed as binary operations, each partial result was a sub-expression that
     had to be finite (``1e308 + 1e308 - 1e308`` is undefined, as in :func:`defined_vectorised`)."""
     with np.errstate(all="ignore"):  # once non-finite, a partial result stays so
-        return bool(np.isfinite(fold_chain(node, [np.float64(_as_float(a)) for a in args], _NUMPY_CHAIN)))
+        return bool(np.isfinite(fold_chain(node, [np.float64(v) for v in operands], _NUMPY_CHAIN)))
 
 
 class _UndefinedError(Exception):
@@ -329,6 +329,7 @@ def defined_at(node: Node, point: Mapping[str, float]) -> bool:
     """
     exact = {name: sp.Rational(v) for name, v in point.items()}
     memo: dict[Node, sp.Basic] = {}
+    floats: dict[Node, float] = {}  # each real sub-expression's value rounded, once
 
     def value(n: Node) -> sp.Basic:
         if n in memo:
@@ -341,18 +342,26 @@ def defined_at(node: Node, point: Mapping[str, float]) -> bool:
             )
             result = _taken(pieces)
         else:
-            args = [value(a) for a in n.args]
             try:
-                result = _apply(n, args)
+                result = _apply(n, [value(a) for a in n.args])
             except (TypeError, ValueError, ArithmeticError):
                 raise _UndefinedError from None
             if n.is_condition:
                 if result not in (sp.true, sp.false):
                     raise _UndefinedError
-            elif not math.isfinite(_as_float(result)) or (n.op in CHAINS and not _partials_finite(n, args)):
-                raise _UndefinedError
+            else:
+                floats[n] = _as_float(result)
+                if not math.isfinite(floats[n]) or (
+                    n.op in CHAINS and not _partials_finite(n, [rounded(a) for a in n.args])
+                ):
+                    raise _UndefinedError
         memo[n] = result
         return result
+
+    def rounded(n: Node) -> float:
+        if n not in floats:
+            floats[n] = _as_float(memo[n])
+        return floats[n]
 
     def _taken(pieces) -> sp.Basic:
         for piece, cond in pieces:

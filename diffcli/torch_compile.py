@@ -202,19 +202,26 @@ class Compiled:
         return Compiled(self.node, self.names, constants, self.aux, self.exponents)
 
 
-def _constant_subtrees(root: Node) -> list[Node]:
-    """The largest sub-trees without variables (not leaves: those are constants already)."""
+def _variable_free(roots: Sequence[Node]) -> dict[Node, bool]:
+    """Whether each sub-tree of the roots is free of variables, each decided once."""
     free: dict[Node, bool] = {}
 
-    def variable_free(n: Node) -> bool:
+    def visit(n: Node) -> bool:
         if n not in free:
-            free[n] = n.op != "var" and all([variable_free(a) for a in n.args])
+            free[n] = n.op != "var" and all([visit(a) for a in n.args])
         return free[n]
 
-    found, stack = [], [root]
+    for root in roots:
+        visit(root)
+    return free
+
+
+def _largest_constant_subtrees(roots: Sequence[Node], free: dict[Node, bool]) -> list[Node]:
+    """The largest variable-free sub-trees that are not leaves (those are constants already)."""
+    found, stack = [], list(roots)
     while stack:
         n = stack.pop()
-        if variable_free(n):
+        if free[n]:
             if n.args:
                 found.append(n)
         else:
@@ -231,26 +238,21 @@ def compile_torch(
 ) -> Compiled:
     """Compile a checked tree (and named sub-expressions) for torch; see :class:`Compiled`."""
     aux = dict(aux or {})
+    roots = (node, *aux.values())
+    free = _variable_free(roots)  # every distinct sub-tree, once
     constants = {
         n: torch.tensor(_literal(n), dtype=torch.bool if n.op == "bool" else dtype, device=device)
-        for root in (node, *aux.values())
-        for n in root.walk()
+        for n in free
         if n.op in ("num", "const", "bool")
     }
-    # Constant exponents as Python numbers: torch then takes its x*x, sqrt and
-    # reciprocal fast paths (exact or correctly rounded), and torch.compile can
-    # specialise them instead of calling a general vector pow.
     plain = _Evaluation({}, constants, {})
     # Sub-expressions without variables computed once, here: in forward mode each is then
     # one dual number with a zero tangent, where evaluating it from dual leaves gave
     # 0 * inf = NaN tangents (sqrt(Min(1e-320, 0)) is constant 0, but sqrt' is infinite there).
-    for root in (node, *aux.values()):
-        for n in _constant_subtrees(root):
-            constants[n] = plain.value(n)
-    exponents = {
-        n.args[1]: plain.value(n.args[1]).item()
-        for root in (node, *aux.values())
-        for n in root.walk()
-        if n.op == "Pow" and not n.args[1].variables()
-    }
+    for n in _largest_constant_subtrees(roots, free):
+        constants[n] = plain.value(n)
+    # Constant exponents as Python numbers: torch then takes its x*x, sqrt and
+    # reciprocal fast paths (exact or correctly rounded), and torch.compile can
+    # specialise them instead of calling a general vector pow.
+    exponents = {n.args[1]: plain.value(n.args[1]).item() for n in free if n.op == "Pow" and free[n.args[1]]}
     return Compiled(node, list(variables), constants, aux, exponents)
