@@ -130,6 +130,12 @@ def to_text(node: Node) -> str:
     return f"{op}({', '.join(to_text(a) for a in args)})"
 
 
+def short_text(node: Node, width: int = 60) -> str:
+    """The expression as typed, cut to ``width`` characters (for messages)."""
+    text = to_text(node)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def fold_chain(node: Node, operands: Sequence[T], table: Mapping[str, Callable[[T, T], T]]) -> T:
     """A ``Sum`` or ``Product`` node's value from its operands' values, left to right as
     typed; ``table`` maps the binary node names (``Add``, ``Sub``, ``Mul``, ``Div``) to functions."""

@@ -1,0 +1,981 @@
+"""The exact reference at one point: the derivative of the function as typed, to 30 digits.
+
+The expression tree (the one torch compiles) is evaluated with mpmath on the
+Taylor expansions of :mod:`diffcli.taylor`, at a working precision raised until
+every answer has :data:`DIGITS` correct digits (or is zero to within
+2**-1100), so float64's range and rounding never decide a verdict:
+``log(exp(x))`` at 710 is 710, and ``(exp(1000) + 1) - exp(1000)`` is 1.
+
+Where the expression is smooth at the point (every switch decided, every
+function analytic there) one multivariate Taylor expansion gives the value,
+gradient and Hessian. Elsewhere (a piece boundary, a kink of Abs, a jump of
+floor, a tie of Max, atan2's branch cut, sqrt at 0, a removable 0/0) the
+function is followed along rays: for each direction d the one-sided
+expansions of f(p + s d) and f(p - s d), s -> 0+, are compared. A derivative
+exists where the sides agree with each other and with the value at the point
+to the order asked; a side on which the function is not real (outside its
+domain) does not count. Partial derivatives come from the coordinate
+directions, mixed second derivatives from e_i + e_j and e_i - e_j (and those
+must satisfy the parallelogram law, or the function is not twice
+differentiable there), a JVP from the tangent itself.
+
+Every result that does not exist says why (``reason``); one that exists but
+cannot be computed (``cos(sinh(x))`` at 1e10 needs billions of digits) is
+``unknown`` with a reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+
+from diffcli.expr import CHAINS, COMPARISONS, Node, short_text
+from diffcli.taylor import (
+    COEFFICIENTS,
+    ZERO_BITS,
+    Arith,
+    Infinite,
+    Jet,
+    NeedPrecision,
+    NeedTerms,
+    Num,
+    Series,
+    Unresolvable,
+    _mag,
+    coefficients,
+    monomials,
+    power_coefficients,
+)
+
+#: Correct significant digits of every reference value.
+DIGITS = 30
+TARGET_BITS = math.ceil(DIGITS * math.log2(10)) + 4
+#: Working precision: where it starts, and where it gives up (about 6,000 digits).
+START_BITS, MAX_BITS = 160, 20_000
+#: Terms beyond the order asked that a ray may expand before it gives up.
+MAX_EXTRA_TERMS = 16
+#: An argument this many bits long (|x| >= 2**MAX_ARGUMENT_BITS) is beyond what a
+#: periodic or exponential function can be evaluated at.
+MAX_ARGUMENT_BITS = 16_000
+
+
+class Undefined(Exception):  # noqa: N818 - a verdict, not an error
+    """The expression has no real value here (at the point, or on one side of it)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Awkward(Exception):  # noqa: N818 - a signal to change method
+    """A Taylor expansion at the point cannot represent the function here: follow rays."""
+
+
+# -- the two algebras: Taylor polynomials at the point, or one-sided series on a ray --
+
+
+class _Jets:
+    """Multivariate Taylor polynomials at the point, to ``order``. Order 0 is the value
+    as typed: a switch at its boundary takes its value there (Abs(0) = 0). At higher
+    orders a switch at its boundary, or a function at a singular point, is Awkward."""
+
+    def __init__(self, ar: Arith, point: Sequence[Num], order: int):
+        self.ar, self.order = ar, order
+        self.shape = monomials(len(point), order)
+        self.point = point
+
+    def variable(self, i: int) -> Jet:
+        return Jet.variable(self.ar, self.shape, i, self.point[i])
+
+    def constant(self, value: Num) -> Jet:
+        return Jet.constant(self.ar, self.shape, value)
+
+    def base(self, u: Jet) -> Num:
+        return u.base
+
+    def infinite(self, u: Jet) -> int:
+        return 0
+
+    def locally_constant(self, u: Jet) -> bool:
+        return u.locally_constant
+
+    def near_sign(self, u: Jet) -> int:
+        s = self.ar.sign(u.base)
+        if s or self.order == 0 or u.locally_constant:
+            return s
+        raise Awkward
+
+    def compose(self, u: Jet, series: Callable) -> Jet:
+        return u.compose(coefficients(self.ar, series, u.base, self.order + 1))
+
+    def singular(self, u: Jet) -> None:
+        """A function at a singular point of its argument: only its value is known here."""
+        if self.order and not u.locally_constant:
+            raise Awkward
+
+    def reciprocal(self, u: Jet) -> Jet:
+        if not self.ar.sign(u.base):
+            raise ZeroDivisionError
+        return self.compose(u, COEFFICIENTS["reciprocal"])
+
+    def integer_power(self, u: Jet, n: int) -> Jet:
+        """u**n for n >= 0 where u vanishes at the point."""
+        result = self.constant(self.ar.one)
+        for _ in range(min(n, self.order + 1)):
+            result = result * u
+        return result if n <= self.order else self.constant(self.ar.zero)
+
+
+class _Ray:
+    """One-sided series of f(p + s d), s -> 0+."""
+
+    order = -1  # never a value-only evaluation
+
+    def __init__(self, ar: Arith, point: Sequence[Num], direction: Sequence[Num]):
+        self.ar, self.point, self.direction = ar, point, direction
+
+    def variable(self, i: int) -> Series:
+        return Series.line(self.ar, self.point[i], self.direction[i])
+
+    def constant(self, value: Num) -> Series:
+        return Series.constant(self.ar, value)
+
+    def base(self, u: Series) -> Num:
+        if not u.has_limit():
+            raise Unresolvable("an argument with no limit at the point")
+        return u.base()
+
+    def infinite(self, u: Series) -> int:
+        return u.infinite()
+
+    def locally_constant(self, u: Series) -> bool:
+        return u.locally_constant
+
+    def near_sign(self, u: Series) -> int:
+        return u.sign()
+
+    def compose(self, u: Series, series: Callable) -> Series:
+        self.base(u)  # it has a limit
+        return u.compose(series)
+
+    def singular(self, u: Series) -> None:
+        pass
+
+    def reciprocal(self, u: Series) -> Series:
+        return u.reciprocal()
+
+    def integer_power(self, u: Series, n: int) -> Series:
+        return u.power(self.ar.exact(n), Fraction(n), True)
+
+
+# -- the functions of the language -------------------------------------------------------
+
+
+def _positive(ar: Arith, u0: Num) -> str:
+    s = ar.sign(u0)
+    if s < 0:
+        raise ValueError
+    return "regular" if s else "singular"
+
+
+def _interior(ar: Arith, u0: Num) -> str:
+    """|u0| < 1 regular, = 1 singular, > 1 not real."""
+    s = ar.compare(ar.one, Num(abs(u0.v), u0.e))
+    if s < 0:
+        raise ValueError
+    return "regular" if s else "singular"
+
+
+def _always(ar: Arith, u0: Num) -> str:
+    return "regular"
+
+
+def _nonzero(ar: Arith, u0: Num) -> str:
+    return "regular" if ar.sign(u0) else "singular"
+
+
+def _unless_zero_of(fn: str):
+    def domain(ar: Arith, u0: Num) -> str:
+        v = ar.apply(lambda ctx, x: getattr(ctx, fn)(x), u0, lambda ctx, x: ctx.one)
+        return "regular" if ar.sign(v) else "singular"
+
+    return domain
+
+
+def _gamma_domain(ar: Arith, u0: Num) -> str:
+    n, integer = ar.nearest_integer(u0)
+    return "singular" if integer and n <= 0 else "regular"
+
+
+def _loggamma_domain(ar: Arith, u0: Num) -> str:
+    return _positive(ar, u0)
+
+
+def _acosh_domain(ar: Arith, u0: Num) -> str:
+    return _positive(ar, ar.sub(u0, ar.one))
+
+
+@dataclass(frozen=True)
+class Function:
+    """How one function of the language is evaluated exactly: its Taylor coefficients
+    where analytic, where that is (``domain``: regular, singular, or ValueError for not
+    real), and, on a ray, how it behaves near a singular point (``near``) and as its
+    argument grows without bound (``infinite``, given the sign)."""
+
+    series: Callable
+    domain: Callable[[Arith, Num], str] = _always
+    near: Callable | None = None  # (ray, u) -> Series
+    infinite: Callable | None = None  # (ray, u, sign) -> Series
+    value: Callable | None = None  # (ar, u0) -> Num at a singular point, or ZeroDivisionError (a pole)
+
+
+def _pole(ar, u0):
+    raise ZeroDivisionError
+
+
+def _series_of(name: str) -> Callable:
+    return COEFFICIENTS[name]
+
+
+def _sqrt_near(ray, u):
+    half = ray.ar.exact(Fraction(1, 2))
+    return u.power(half, Fraction(1, 2), False)
+
+
+def _root_of_half(ray, w):
+    """sqrt(w/2), for w -> 0 from above (not real where w < 0)."""
+    return _sqrt_near(ray, w.scaled(ray.ar.exact(Fraction(1, 2))))
+
+
+def _acos_near(ray, u):
+    ar = ray.ar
+    one = Series.constant(ar, ar.one)
+    if ar.sign(u.base()) > 0:  # acos(u) = 2 asin(sqrt((1 - u)/2)) near 1
+        return _root_of_half(ray, one - u).compose(COEFFICIENTS["asin"], ar.zero).scaled(ar.exact(2))
+    # acos(u) = pi - 2 asin(sqrt((1 + u)/2)) near -1
+    inner = _root_of_half(ray, one + u).compose(COEFFICIENTS["asin"], ar.zero).scaled(ar.exact(2))
+    return Series.constant(ar, ar.constant("pi")) - inner
+
+
+def _asin_near(ray, u):
+    ar = ray.ar
+    half_pi = ar.scale(ar.constant("pi"), Fraction(1, 2))
+    return Series.constant(ar, half_pi) - _acos_near(ray, u)
+
+
+def _acosh_near(ray, u):  # acosh(u) = 2 asinh(sqrt((u - 1)/2)) near 1
+    ar = ray.ar
+    w = u - Series.constant(ar, ar.one)
+    return _root_of_half(ray, w).compose(COEFFICIENTS["asinh"], ar.zero).scaled(ar.exact(2))
+
+
+def _atanh_near(ray, u):  # (log(1 + u) - log(1 - u))/2
+    ar = ray.ar
+    one = Series.constant(ar, ar.one)
+    return ((one + u).logarithm() - (one - u).logarithm()).scaled(ar.exact(Fraction(1, 2)))
+
+
+def _ratio(numerator: str, denominator: str):
+    def near(ray, u):
+        return u.compose(COEFFICIENTS[numerator]) / u.compose(COEFFICIENTS[denominator])
+
+    return near
+
+
+def _reciprocal_of(name: str):
+    def near(ray, u):
+        return u.compose(COEFFICIENTS[name]).reciprocal()
+
+    return near
+
+
+def _gamma_near(ray, u):  # gamma(u) = gamma(u + m) / (u (u + 1) ... (u + m - 1))
+    ar = ray.ar
+    m = 1 - ar.nearest_integer(u.base())[0]
+    shifted = u + Series.constant(ar, ar.exact(m))
+    product = Series.constant(ar, ar.one)
+    for k in range(m):
+        product = product * (u + Series.constant(ar, ar.exact(k)))
+    return shifted.compose(COEFFICIENTS["gamma"]) / product
+
+
+def _loggamma_near(ray, u):  # loggamma(u) = loggamma(u + 1) - log(u) near 0
+    ar = ray.ar
+    return (u + Series.constant(ar, ar.one)).compose(COEFFICIENTS["loggamma"]) - u.logarithm()
+
+
+def _limit(value):
+    """At +-inf: the constant ``value(ar, sign)`` plus a remainder flatter than any power."""
+
+    def infinite(ray, u, sign):
+        limit, flat = value(ray.ar, sign)
+        return Series.constant(ray.ar, limit).copy(flat=flat)
+
+    return infinite
+
+
+def _atan_infinite(ray, u, sign):  # sign*pi/2 - atan(1/u)
+    ar = ray.ar
+    inverse = u.reciprocal()
+    half_pi = ar.scale(ar.constant("pi"), Fraction(sign, 2))
+    return Series.constant(ar, half_pi) - inverse.compose(COEFFICIENTS["atan"], ar.zero)
+
+
+def _bounded(ray, u, sign):
+    return Series(ray.ar, {}, cut=Fraction(0), hard=True)
+
+
+def _grows(ray, u, sign):
+    raise Infinite("it grows without bound")
+
+
+def _by_log(plus: int):
+    """asinh(u) = log(u + sqrt(u**2 + 1)), acosh(u) = log(u + sqrt(u**2 - 1)), as u -> +inf."""
+
+    def infinite(ray, u, sign):
+        ar = ray.ar
+        if sign < 0:
+            if plus < 0:
+                raise ValueError
+            return -infinite(ray, -u, 1)
+        return (u + _sqrt_near(ray, u * u + Series.constant(ar, ar.exact(plus)))).logarithm()
+
+    return infinite
+
+
+FUNCTIONS: dict[str, Function] = {
+    "exp": Function(_series_of("exp"), infinite=lambda ray, u, sign: u.exponential()),
+    "log": Function(_series_of("log"), _positive, near=lambda ray, u: u.logarithm(), value=_pole,
+                    infinite=lambda ray, u, sign: u.logarithm()),
+    "sqrt": Function(_series_of("sqrt"), _positive, near=_sqrt_near, value=lambda ar, u0: ar.zero,
+                     infinite=lambda ray, u, sign: _sqrt_near(ray, u)),
+    "cbrt": Function(_series_of("cbrt"), _nonzero, value=lambda ar, u0: ar.zero,
+                     near=lambda ray, u: _cbrt_near(ray, u), infinite=lambda ray, u, sign: _cbrt_near(ray, u)),
+    "sin": Function(_series_of("sin"), infinite=_bounded),
+    "cos": Function(_series_of("cos"), infinite=_bounded),
+    "tan": Function(_series_of("tan"), _unless_zero_of("cos"), near=_ratio("sin", "cos"), value=_pole),
+    "sec": Function(_series_of("sec"), _unless_zero_of("cos"), near=_reciprocal_of("cos"), value=_pole),
+    "csc": Function(_series_of("csc"), _unless_zero_of("sin"), near=_reciprocal_of("sin"), value=_pole),
+    "cot": Function(_series_of("cot"), _unless_zero_of("sin"), near=_ratio("cos", "sin"), value=_pole),
+    "asin": Function(_series_of("asin"), _interior, near=_asin_near,
+                     value=lambda ar, u0: ar.apply(lambda ctx, x: ctx.asin(x), u0, lambda ctx, x: 0)),
+    "acos": Function(_series_of("acos"), _interior, near=_acos_near,
+                     value=lambda ar, u0: ar.apply(lambda ctx, x: ctx.acos(x), u0, lambda ctx, x: 0)),
+    "atan": Function(_series_of("atan"), infinite=_atan_infinite),
+    "sinh": Function(_series_of("sinh"), infinite=_grows),
+    "cosh": Function(_series_of("cosh"), infinite=_grows),
+    "tanh": Function(_series_of("tanh"), infinite=_limit(lambda ar, s: (ar.exact(s), -s))),
+    "asinh": Function(_series_of("asinh"), infinite=_by_log(1)),
+    "acosh": Function(_series_of("acosh"), _acosh_domain, near=_acosh_near, value=lambda ar, u0: ar.zero,
+                      infinite=_by_log(-1)),
+    "atanh": Function(_series_of("atanh"), _interior, near=_atanh_near, value=_pole),
+    "erf": Function(_series_of("erf"), infinite=_limit(lambda ar, s: (ar.exact(s), -s))),
+    "erfc": Function(_series_of("erfc"),
+                     infinite=_limit(lambda ar, s: (ar.zero, 1) if s > 0 else (ar.exact(2), -1))),
+    "gamma": Function(_series_of("gamma"), _gamma_domain, near=_gamma_near, value=_pole),
+    "loggamma": Function(_series_of("loggamma"), _loggamma_domain, near=_loggamma_near, value=_pole),
+    "sinc": Function(_series_of("sinc"), infinite=lambda ray, u, sign: _bounded(ray, u, sign) * u.reciprocal()),
+}  # fmt: skip
+
+
+def _cbrt_near(ray, u):
+    ar = ray.ar
+    third = ar.exact(Fraction(1, 3))
+    s = u.sign()
+    if s == 0:
+        return Series(ar, {})
+    magnitude = (u if s > 0 else -u).power(third, Fraction(1, 3), False)
+    return magnitude if s > 0 else -magnitude
+
+
+# -- the evaluator -------------------------------------------------------------------------
+
+
+class Evaluator:
+    """The tree evaluated on one algebra; ``switches`` records each switch's decision."""
+
+    def __init__(self, algebra, variables: Sequence[str]):
+        self.alg = algebra
+        self.ar: Arith = algebra.ar
+        self.index = {name: i for i, name in enumerate(variables)}
+        self.memo: dict[Node, object] = {}
+        self.switches: dict[Node, object] = {}
+
+    def __call__(self, node: Node):
+        if node not in self.memo:
+            self.memo[node] = self._evaluate(node)
+        return self.memo[node]
+
+    def _evaluate(self, node: Node):
+        op, alg, ar = node.op, self.alg, self.ar
+        if op == "num":
+            return alg.constant(ar.exact(_number(node.text)))
+        if op == "var":
+            return alg.variable(self.index[node.text])
+        if op == "const":
+            return alg.constant(ar.constant(node.text))
+        if op == "bool":
+            return node.text == "True"
+        if op in COMPARISONS:
+            s = alg.near_sign(self(node.args[0]) - self(node.args[1]))
+            self.switches[node] = s
+            return {"Lt": s < 0, "Le": s <= 0, "Gt": s > 0, "Ge": s >= 0, "Eq": s == 0, "Ne": s != 0}[op]
+        if op in ("And", "Or"):
+            values = [self(a) for a in node.args]  # as typed: every operand is evaluated
+            return all(values) if op == "And" else any(values)
+        if op == "Not":
+            return not self(node.args[0])
+        if op in ("If", "Piecewise"):
+            pieces = [(node.args[0], node.args[1]), (node.args[2], None)] if op == "If" else \
+                list(zip(node.args[::2], node.args[1::2]))  # fmt: skip
+            for k, (piece, cond) in enumerate(pieces):
+                if cond is None or self(cond):
+                    self.switches[node] = k
+                    return self(piece)
+            raise Undefined(f"no piece of {short_text(node)} applies")
+        try:
+            return self._operation(node)
+        except ValueError:
+            raise Undefined(f"{short_text(node)} is not real") from None
+        except ZeroDivisionError:
+            text = short_text(node)
+            message = f"division by zero in {text}" if op in ("Div", "Product") else f"{text} is infinite"
+            raise Undefined(message) from None
+
+    def _operation(self, node: Node):
+        op, alg, ar = node.op, self.alg, self.ar
+        if op in CHAINS:
+            result = self(node.args[0])
+            for sign, arg in zip(node.text, node.args[1:]):
+                result = self._binary(CHAINS[op][sign], result, self(arg))
+            return result
+        if op in ("Add", "Sub", "Mul", "Div"):
+            return self._binary(op, self(node.args[0]), self(node.args[1]))
+        if op == "Neg":
+            return -self(node.args[0])
+        if op == "Pow":
+            return self._power(self(node.args[0]), self(node.args[1]))
+        if op == "root":
+            return self._power(self(node.args[0]), self._binary("Div", alg.constant(ar.one), self(node.args[1])))
+        if op == "log" and len(node.args) == 2:
+            return self._binary("Div", self._function("log", self(node.args[0])),
+                                self._function("log", self(node.args[1])))  # fmt: skip
+        if op in FUNCTIONS:
+            return self._function(op, self(node.args[0]))
+        return getattr(self, _SWITCHES[op])(node)
+
+    def _binary(self, op: str, a, b):
+        if op == "Add":
+            return a + b
+        if op == "Sub":
+            return a - b
+        if op == "Mul":
+            return a * b
+        return a * self.alg.reciprocal(b)
+
+    def _function(self, name: str, u):
+        alg, ar, fn = self.alg, self.ar, FUNCTIONS[name]
+        sign = alg.infinite(u)
+        if sign:
+            if fn.infinite is None:
+                raise Unresolvable(f"{name} of an argument that grows without bound")
+            return fn.infinite(alg, u, sign)
+        u0 = alg.base(u)
+        if name in ("exp", "sin", "cos", "sinh", "cosh", "tan", "sec", "csc", "cot", "erf", "erfc", "gamma"):
+            _check_argument(u0)
+        if fn.domain(ar, u0) == "regular":
+            return alg.compose(u, fn.series)
+        alg.singular(u)  # Awkward unless only the value is needed
+        if isinstance(alg, _Jets):
+            return alg.constant(fn.value(ar, u0))
+        if u.locally_constant:
+            return alg.constant(fn.value(ar, u0))
+        return fn.near(alg, u)
+
+    def _power(self, b, e):
+        alg, ar = self.alg, self.ar
+        if alg.locally_constant(e):
+            alpha = alg.base(e)
+            n, integer = ar.nearest_integer(alpha)
+            return self._constant_power(b, alpha, n, integer)
+        # a variable exponent: b**e = exp(e log b), real where b > 0
+        if isinstance(alg, _Ray):
+            if b.exactly_zero:  # 0**e: 0 where e > 0, a pole where e < 0
+                s = e.sign()
+                if s < 0:
+                    raise ZeroDivisionError
+                return alg.constant(ar.zero if s > 0 else ar.one)
+            if b.sign() < 0:
+                raise ValueError
+            return (e * b.logarithm()).exponential()
+        s = ar.sign(b.base)
+        if s > 0:
+            return alg.compose(e * alg.compose(b, COEFFICIENTS["log"]), COEFFICIENTS["exp"])
+        e0 = e.base
+        n, integer = ar.nearest_integer(e0)
+        if s < 0:
+            if not integer:
+                raise ValueError
+            if alg.order:
+                raise Awkward  # real only where e is an integer: no derivative in e
+            return self._constant_power(b, e0, n, True)
+        if alg.order and not (b.locally_constant and ar.sign(e0) > 0):
+            raise Awkward
+        es = ar.sign(e0)
+        if es < 0:
+            raise ZeroDivisionError
+        return alg.constant(ar.zero if es > 0 else ar.one)
+
+    def _constant_power(self, b, alpha: Num, n: int, integer: bool):
+        alg, ar = self.alg, self.ar
+        if isinstance(alg, _Ray):
+            return b.power(alpha, ar.exponent(alpha), integer)
+        s = ar.sign(b.base)
+        if s > 0 or (s < 0 and integer):
+            return alg.compose(b, power_coefficients(alpha))
+        if s < 0:
+            raise ValueError
+        # the base vanishes at the point
+        sa = ar.sign(alpha)
+        if sa < 0:
+            raise ZeroDivisionError
+        if sa == 0:
+            return alg.constant(ar.one)
+        if integer:
+            return alg.integer_power(b, n)
+        alg.singular(b)
+        return alg.constant(ar.zero)
+
+    # -- the switches
+
+    def _decide(self, node: Node, u) -> int:
+        s = self.alg.near_sign(u)
+        self.switches[node] = s
+        return s
+
+    def _abs(self, node: Node):
+        u = self(node.args[0])
+        return -u if self._decide(node, u) < 0 else u
+
+    def _sign(self, node: Node):
+        return self.alg.constant(self.ar.exact(self._decide(node, self(node.args[0]))))
+
+    def _heaviside(self, node: Node):
+        s = self._decide(node, self(node.args[0]))
+        if s:
+            return self.alg.constant(self.ar.one if s > 0 else self.ar.zero)
+        return self(node.args[1]) if len(node.args) > 1 else self.alg.constant(self.ar.exact(Fraction(1, 2)))
+
+    def _integer_part(self, node: Node, u, ceiling: bool):
+        alg, ar = self.alg, self.ar
+        if alg.infinite(u):
+            raise Infinite("it grows without bound")
+        u0 = alg.base(u)
+        _check_argument(u0)
+        n, integer = ar.nearest_integer(u0)
+        if not integer:
+            below = ar.compare(u0, ar.exact(n)) < 0
+            k = n - (below and not ceiling) + (not below and ceiling)
+            self.switches[node] = (k, None)
+            return alg.constant(ar.exact(k))
+        s = alg.near_sign(u - alg.constant(ar.exact(n)))
+        self.switches[node] = (n, s)
+        k = n + (s > 0) if ceiling else n - (s < 0)
+        return alg.constant(ar.exact(k))
+
+    def _floor(self, node: Node):
+        return self._integer_part(node, self(node.args[0]), ceiling=False)
+
+    def _ceiling(self, node: Node):
+        return self._integer_part(node, self(node.args[0]), ceiling=True)
+
+    def _mod(self, node: Node):
+        a, m = self(node.args[0]), self(node.args[1])
+        if self.alg.locally_constant(m) and not self.ar.sign(self.alg.base(m)):
+            raise Undefined(f"{short_text(node)}: division by zero")
+        quotient = self._binary("Div", a, m)
+        return a - m * self._integer_part(node, quotient, ceiling=False)
+
+    def _extremum(self, node: Node, larger: int):
+        values = [self(a) for a in node.args]
+        best, k = values[0], 0
+        for i, v in enumerate(values[1:], 1):
+            if self.alg.near_sign(v - best) * larger > 0:
+                best, k = v, i
+        self.switches[node] = k
+        return best
+
+    def _max(self, node: Node):
+        return self._extremum(node, 1)
+
+    def _min(self, node: Node):
+        return self._extremum(node, -1)
+
+    def _atan2(self, node: Node):
+        alg, ar = self.alg, self.ar
+        y, x = self(node.args[0]), self(node.args[1])
+        sx = ar.sign(alg.base(x)) if not alg.infinite(x) else alg.infinite(x)
+        sy = ar.sign(alg.base(y)) if not alg.infinite(y) else alg.infinite(y)
+        if sx > 0:
+            self.switches[node] = 0
+            return self._function("atan", self._binary("Div", y, x))
+        if sy:  # sign(y) pi/2 - atan(x/y), smooth wherever y != 0
+            self.switches[node] = sy
+            half_pi = ar.scale(ar.constant("pi"), Fraction(sy, 2))
+            return alg.constant(half_pi) - self._function("atan", self._binary("Div", x, y))
+        if sx < 0:  # on the branch cut: pi from above (and on it), -pi from below
+            s = self._decide(node, y)
+            pi = ar.constant("pi")
+            turn = alg.constant(pi if s >= 0 else ar.neg(pi))
+            return turn + self._function("atan", self._binary("Div", y, x))
+        if isinstance(alg, _Jets):
+            raise Undefined(f"{short_text(node)} is undefined at the origin")
+        ny, nx = alg.near_sign(y), alg.near_sign(x)  # a ray from the origin
+        self.switches[node] = (ny, nx)
+        if ny:
+            half_pi = ar.scale(ar.constant("pi"), Fraction(ny, 2))
+            return alg.constant(half_pi) - self._function("atan", self._binary("Div", x, y))
+        if nx:
+            return alg.constant(ar.zero if nx > 0 else ar.constant("pi"))
+        raise Undefined(f"{short_text(node)} is undefined at the origin")
+
+
+#: Switch operations -> the Evaluator method that decides them.
+_SWITCHES = {"Abs": "_abs", "sign": "_sign", "Heaviside": "_heaviside", "floor": "_floor", "ceiling": "_ceiling",
+             "Mod": "_mod", "Max": "_max", "Min": "_min", "atan2": "_atan2"}  # fmt: skip
+
+
+def _number(text: str) -> Fraction:
+    return Fraction(text)
+
+
+def _check_argument(u0: Num) -> None:
+    if _mag(u0.v) > MAX_ARGUMENT_BITS:
+        digits = int(_mag(u0.v) * math.log10(2))
+        raise Unresolvable(f"an argument of about 10**{digits} is beyond what can be evaluated")
+
+
+# -- from expansions to the quantities ------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    """One point's reference: values in the quantity's shape (NaN where none), which
+    elements exist, which could not be computed, and why."""
+
+    values: np.ndarray
+    defined: np.ndarray
+    unknown: np.ndarray
+    reason: str | None = None
+    digits: list[str] = field(default_factory=list)  # each element to DIGITS significant digits ('' if none)
+
+
+@dataclass
+class _Directional:
+    """The two-sided Taylor coefficients a_j of t -> f(p + t d), as far as they exist."""
+
+    coefficients: list[Num] = field(default_factory=list)  # a_1, a_2, ...: those that exist
+    reason: str | None = None  # why the next one does not
+    unknown: str | None = None  # why the next one could not be computed
+
+
+class _Point:
+    """Everything computed at one point and one working precision."""
+
+    def __init__(self, tree: Node, variables: Sequence[str], point: Sequence[float], prec: int):
+        self.tree, self.variables = tree, variables
+        self.ar = Arith(prec)
+        self.point = [self.ar.exact(float(v)) for v in point]
+        self._rays: dict[tuple, tuple] = {}
+        self.value_switches: dict[Node, object] = {}
+
+    def value(self) -> Num:
+        ev = Evaluator(_Jets(self.ar, self.point, 0), self.variables)
+        result = ev(self.tree)
+        self.value_switches = ev.switches
+        return result.base
+
+    def jet(self, order: int) -> Jet:
+        return Evaluator(_Jets(self.ar, self.point, order), self.variables)(self.tree)
+
+    def ray(self, direction: tuple[Fraction, ...], order: int):
+        """(series or None, reason, switches) along p + s d."""
+        key = (direction, order)
+        if key not in self._rays:
+            self._rays[key] = self._expand(direction, order)
+        return self._rays[key]
+
+    def _expand(self, direction, order):
+        ar = self.ar
+        d = [ar.exact(c) for c in direction]
+        extra = 2
+        while True:
+            ar.target = Fraction(order + 1 + extra)
+            ev = Evaluator(_Ray(ar, self.point, d), self.variables)
+            try:
+                series = ev(self.tree)
+                if series.cut <= order and not series.hard:
+                    raise NeedTerms
+                return series, None, ev.switches
+            except NeedTerms:
+                extra += 4
+                if extra > MAX_EXTRA_TERMS:
+                    raise Unresolvable("cannot tell whether some quantity vanishes identically near the point") \
+                        from None  # fmt: skip
+            except Undefined as exc:
+                return None, exc.reason, ev.switches
+            except ValueError:
+                return None, "not real", ev.switches
+            except ZeroDivisionError:
+                return None, "infinite", ev.switches
+            except Infinite as exc:
+                return None, f"infinite on this side ({exc})", ev.switches
+
+    def directional(self, direction: tuple[Fraction, ...], order: int, f0: Num) -> _Directional:
+        ar = self.ar
+        out = _Directional()
+        minus = tuple(-c for c in direction)
+        try:
+            right, left = self.ray(direction, order), self.ray(minus, order)
+        except Unresolvable as exc:
+            out.unknown = str(exc)
+            return out
+        sides = [(s, side) for s, side in ((1, right), (-1, left)) if side[0] is not None]
+        if not sides:
+            out.reason = f"not defined on either side of the point ({right[1]})"
+            return out
+        switch = _switch(self.value_switches, right[2], left[2])
+        label = _at(switch)
+        for _, (series, _, _) in sides:
+            if not series.has_limit():
+                out.reason = "infinite on one side" + label
+                return out
+            if not ar.equal(series.base(), f0):
+                if switch is not None and switch.op not in COMPARISONS and switch.op not in ("If", "Piecewise"):
+                    out.reason = f"jump of {short_text(switch)}"
+                else:
+                    out.reason = f"jump (limits {_g(f0)} and {_g(series.base())})" + label
+                return out
+        for j in range(1, order + 1):
+            values = []
+            for s, (series, _, _) in sides:
+                if (
+                    any(e < j and e.denominator != 1 for e in series.terms)
+                    or any(e < j and e < 0 for e in series.terms)
+                    or (series.cut <= j)
+                ):
+                    out.reason = (
+                        "infinite one-sided derivative" + label
+                        if any(e.denominator != 1 and e < j for e in series.terms)
+                        else "no one-sided derivative" + label
+                    )
+                    return out
+                c = series.terms.get(Fraction(j), ar.zero)
+                values.append(c if s > 0 or j % 2 == 0 else ar.neg(c))
+            if len(values) == 2 and not ar.equal(*values):
+                factorial = math.factorial(j)
+                a, b = (_g(ar.scale(v, factorial)) for v in reversed(values))
+                kind = "derivatives" if j == 1 else f"derivatives of order {j}"
+                out.reason = f"one-sided {kind} differ ({a} and {b})" + label
+                return out
+            out.coefficients.append(values[0])
+        return out
+
+
+def _g(x: Num) -> str:
+    return f"{float(x.v):.10g}"
+
+
+def _switch(point: dict, right: dict, left: dict) -> Node | None:
+    """The first switch decided differently on the two sides (or at the point)."""
+    for node in {**right, **left}:
+        if len({repr(d[node]) for d in (point, right, left) if node in d}) > 1:
+            return node
+    return None
+
+
+def _at(node: Node | None) -> str:
+    if node is None:
+        return ""
+    if node.op in COMPARISONS:
+        return f" at the boundary {short_text(node)}"
+    if node.op in ("If", "Piecewise"):
+        return f" where the pieces of {short_text(node)} meet"
+    kind = {"Abs": "kink", "Max": "tie", "Min": "tie", "atan2": "branch cut"}.get(node.op, "jump")
+    return f" at the {kind} of {short_text(node)}"
+
+
+def _unit(n: int, *entries: tuple[int, int]) -> tuple[Fraction, ...]:
+    d = [Fraction(0)] * n
+    for i, c in entries:
+        d[i] += c
+    return tuple(d)
+
+
+def _quantity(point: _Point, command: str, f0: Num, tangent) -> tuple[list, list, list, str | None]:
+    """(values, defined, unknown, reason) for grad, hessian or jvp: from one Taylor
+    polynomial where the function is smooth, else along rays."""
+    n, ar = len(point.variables), point.ar
+    order = 2 if command == "hessian" else 1
+    try:
+        jet = point.jet(order)
+    except Awkward:
+        return _along_rays(point, command, f0, tangent)
+    e = [tuple(int(i == k) for k in range(n)) for i in range(n)]
+    if command == "grad":
+        values = [jet.coefficient(e[i]) for i in range(n)]
+    elif command == "jvp":
+        total = ar.zero
+        for i in range(n):
+            total = ar.add(total, ar.mul(jet.coefficient(e[i]), ar.exact(float(tangent[i]))))
+        values = [total]
+    else:
+        values = [ar.scale(jet.coefficient(tuple(2 * c for c in e[i])), 2) if i == j else
+                  jet.coefficient(tuple(a + b for a, b in zip(e[i], e[j])))
+                  for i in range(n) for j in range(n)]  # fmt: skip
+    return values, [True] * len(values), [False] * len(values), None
+
+
+def _along_rays(point: _Point, command: str, f0: Num, tangent):
+    n, ar = len(point.variables), point.ar
+    reasons: list[str] = []
+    if command in ("grad", "jvp"):
+        directions = [_unit(n, (i, 1)) for i in range(n)] if command == "grad" else \
+            [tuple(Fraction(float(t)) for t in tangent)]  # fmt: skip
+        values, defined, unknown = [], [], []
+        for d in directions:
+            if not any(d):
+                values.append(ar.zero), defined.append(True), unknown.append(False)
+                continue
+            found = point.directional(d, 1, f0)
+            _collect(found, 1, values, defined, unknown, reasons, _label(point.variables, d, command))
+        return values, defined, unknown, (reasons[0] if reasons else None)
+    second = {}
+    for i in range(n):
+        found = point.directional(_unit(n, (i, 1)), 2, f0)
+        second[i] = found
+    values, defined, unknown = [], [], []
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                _collect(second[i], 2, values, defined, unknown, reasons, f"∂²f/∂{point.variables[i]}²",
+                         scale=2)  # fmt: skip
+                continue
+            if j < i:  # symmetric
+                k = j * n + i
+                values.append(values[k]), defined.append(defined[k]), unknown.append(unknown[k])
+                continue
+            label = f"∂²f/∂{point.variables[i]}∂{point.variables[j]}"
+            for first in (second[i], second[j]):
+                if not first.coefficients:  # no first partial: no derivative of it either
+                    _collect(first, 1, values, defined, unknown, reasons, label)
+                    break
+            else:
+                _mixed(point, i, j, second, f0, label, values, defined, unknown, reasons)
+    return values, defined, unknown, (reasons[0] if reasons else None)
+
+
+def _mixed(point: _Point, i: int, j: int, second: dict, f0: Num, label: str, values, defined, unknown, reasons):
+    """d2f/dxi dxj = (D2 along e_i + e_j - D2 along e_i - e_j) / 4, where f is twice
+    differentiable: its directional derivatives along these lines must be linear in the
+    direction, and the second ones fit one Hessian (the parallelogram law)."""
+    n, ar = len(point.variables), point.ar
+    plus = point.directional(_unit(n, (i, 1), (j, 1)), 2, f0)
+    minus = point.directional(_unit(n, (i, 1), (j, -1)), 2, f0)
+    for found in (plus, minus):
+        if len(found.coefficients) < 2:
+            _collect(found, 2, values, defined, unknown, reasons, label)
+            return
+    gi, gj = second[i].coefficients[0], second[j].coefficients[0]
+    linear = ar.equal(plus.coefficients[0], ar.add(gi, gj)) and ar.equal(minus.coefficients[0], ar.sub(gi, gj))
+    fits = True
+    if linear and len(second[i].coefficients) == 2 and len(second[j].coefficients) == 2:
+        diagonal = ar.scale(ar.add(second[i].coefficients[1], second[j].coefficients[1]), 2)
+        fits = ar.equal(ar.add(plus.coefficients[1], minus.coefficients[1]), diagonal)
+    if not (linear and fits):
+        why = "not differentiable here" if not linear else "not twice differentiable here"
+        reasons.append(f"{label}: {why} (the directional derivatives do not fit one derivative)")
+        values.append(None), defined.append(False), unknown.append(False)
+        return
+    values.append(ar.scale(ar.sub(plus.coefficients[1], minus.coefficients[1]), Fraction(1, 2)))
+    defined.append(True), unknown.append(False)
+
+
+def _label(variables, d, command) -> str:
+    if command == "jvp":
+        return "∂f·t"
+    return f"∂f/∂{variables[[bool(c) for c in d].index(True)]}"
+
+
+def _collect(found: _Directional, order: int, values, defined, unknown, reasons, label: str, scale: int = 1):
+    if len(found.coefficients) >= order:
+        c = found.coefficients[order - 1]
+        values.append(Num(c.v * scale, c.e + math.log2(scale)))
+        defined.append(True), unknown.append(False)
+        return
+    values.append(None), defined.append(False), unknown.append(found.unknown is not None)
+    reasons.append(f"{label}: {found.unknown or found.reason}")
+
+
+def _accurate(values: list) -> int:
+    """0 when every value has TARGET_BITS correct bits (or is within 2**-1100 of zero),
+    else the bits of precision still missing."""
+    missing = 0
+    for v in values:
+        if v is None or v.exact or v.e < -ZERO_BITS:
+            continue
+        # a zero, give or take its error, until that error is below 2**-ZERO_BITS
+        missing = max(missing, v.e + ZERO_BITS + 1 if not v.v else TARGET_BITS - v.accurate_bits())
+    return math.ceil(missing)
+
+
+def answer(tree: Node, variables: Sequence[str], point: Sequence[float], command: str, tangent=None) -> Answer:
+    """The reference of ``command`` at one point (see the module's docstring)."""
+    n = len(variables)
+    shape = {"grad": (n,), "hessian": (n, n)}.get(command, ())
+    size = int(np.prod(shape)) if shape else 1
+    prec = START_BITS
+    while True:
+        try:
+            values, defined, unknown, reason = _attempt(tree, variables, point, command, tangent, prec)
+            missing = _accurate([v for v in values if v is not None])
+            if missing:
+                raise NeedPrecision(missing)
+            break
+        except NeedPrecision as exc:
+            prec = max(prec + math.ceil(exc.bits) + 32, prec * 3 // 2)
+            if prec > MAX_BITS:
+                return _unknown(shape, size, f"needs more than {int(MAX_BITS * math.log10(2))} digits")
+        except Unresolvable as exc:
+            return _unknown(shape, size, f"the reference cannot be computed here: {exc}")
+        except Undefined as exc:
+            return Answer(np.full(shape, math.nan), np.zeros(shape, bool), np.zeros(shape, bool), exc.reason)
+    floats = np.array([math.nan if v is None else float(v.v) for v in values], dtype=np.float64).reshape(shape)
+    digits = ["" if v is None else mpmath.nstr(v.v, DIGITS, strip_zeros=False) for v in values]
+    defined_mask = np.array(defined, bool).reshape(shape)
+    return Answer(floats, defined_mask, np.array(unknown, bool).reshape(shape), reason, digits)
+
+
+def _unknown(shape, size, reason: str) -> Answer:
+    return Answer(np.full(shape, math.nan), np.zeros(shape, bool), np.ones(shape, bool), reason)
+
+
+def _attempt(tree, variables, point, command, tangent, prec):
+    p = _Point(tree, variables, point, prec)
+    f0 = p.value()
+    if command == "value":
+        return [f0], [True], [False], None
+    return _quantity(p, command, f0, tangent)
+
+
+def constant(tree: Node) -> float:
+    """A constant expression's value (NaN where it has none; ValueError where it cannot be computed)."""
+    result = answer(tree, (), (), "value")
+    if result.unknown.any():
+        raise ArithmeticError(result.reason)
+    return float(result.values)
