@@ -128,7 +128,7 @@ class _Jets:
         result = self.constant(self.ar.one)
         for _ in range(min(n, self.order + 1)):
             result = result * u
-        return result if n <= self.order else self.constant(self.ar.zero)
+        return result if n <= self.order else u.scaled(self.ar.zero)
 
 
 class _Ray:
@@ -362,10 +362,10 @@ FUNCTIONS: dict[str, Function] = {
     "sec": Function(_series_of("sec"), _unless_zero_of("cos"), near=_reciprocal_of("cos"), value=_pole),
     "csc": Function(_series_of("csc"), _unless_zero_of("sin"), near=_reciprocal_of("sin"), value=_pole),
     "cot": Function(_series_of("cot"), _unless_zero_of("sin"), near=_ratio("cos", "sin"), value=_pole),
-    "asin": Function(_series_of("asin"), _interior, near=_asin_near,
-                     value=lambda ar, u0: ar.apply(lambda ctx, x: ctx.asin(x), u0, lambda ctx, x: 0)),
-    "acos": Function(_series_of("acos"), _interior, near=_acos_near,
-                     value=lambda ar, u0: ar.apply(lambda ctx, x: ctx.acos(x), u0, lambda ctx, x: 0)),
+    "asin": Function(_series_of("asin"), _interior, near=_asin_near,  # +-pi/2 at +-1
+                     value=lambda ar, u0: ar.scale(ar.constant("pi"), Fraction(ar.sign(u0), 2))),
+    "acos": Function(_series_of("acos"), _interior, near=_acos_near,  # 0 at 1, pi at -1
+                     value=lambda ar, u0: ar.zero if ar.sign(u0) > 0 else ar.constant("pi")),
     "atan": Function(_series_of("atan"), infinite=_atan_infinite),
     "sinh": Function(_series_of("sinh"), infinite=_grows),
     "cosh": Function(_series_of("cosh"), infinite=_grows),

@@ -476,9 +476,16 @@ COEFFICIENTS: dict[str, Callable] = {
 }  # fmt: skip
 
 
+_NAMES = {series: name for name, series in COEFFICIENTS.items()}
+
+
 def power_coefficients(alpha: Num) -> Callable:
     """The series of t -> (u0 + t)**alpha (u0 > 0, or any u0 != 0 for an integer alpha)."""
     return lambda ctx, u0, n: _ps_pow(ctx, [u0, ctx.one], alpha.v, n)
+
+
+#: Functions whose value at an exact 0 is exactly 1 (an exact tie or integer can depend on it).
+_ONE_AT_ZERO = frozenset(("exp", "cos", "cosh", "sinc", "erfc"))
 
 
 def coefficients(ar: Arith, series: Callable, u0: Num, n: int) -> list[Num]:
@@ -490,8 +497,8 @@ def coefficients(ar: Arith, series: Callable, u0: Num, n: int) -> list[Num]:
     out = []
     for j in range(n):
         c = raw[j]
-        if not c._mpf_[1] and u0.exact:
-            out.append(ar.zero)
+        if u0.exact and (not c._mpf_[1] or (j == 0 and u0.is_zero and _NAMES.get(series) in _ONE_AT_ZERO)):
+            out.append(ar.rounded(c))  # an exact zero, or exactly 1
             continue
         propagated = _mag(raw[j + 1]) + math.log2(j + 1) + u0.e if j + 1 < len(raw) else -INF
         out.append(ar.rounded(c, propagated, extra=16))
@@ -529,20 +536,25 @@ def monomials(n: int, order: int) -> _Monomials:
 
 
 class Jet:
-    """f(p + h) = sum over monomials of c_a h^a, to total order K; ``None`` is an exact zero."""
+    """f(p + h) = sum over monomials of c_a h^a, to total order K; ``None`` is an exact zero.
 
-    __slots__ = ("ar", "c", "shape")
+    ``varies``: whether it was computed from a variable. A truncated polynomial cannot tell
+    a constant from a function flat to order K (cos(x) - 1 at 0, to order 1), so only one
+    computed from constants alone is taken to be constant."""
 
-    def __init__(self, ar: Arith, shape: _Monomials, c: list):
-        self.ar, self.shape, self.c = ar, shape, c
+    __slots__ = ("ar", "c", "shape", "varies")
+
+    def __init__(self, ar: Arith, shape: _Monomials, c: list, varies: bool = True):
+        self.ar, self.shape, self.c, self.varies = ar, shape, c, varies
 
     @classmethod
     def constant(cls, ar: Arith, shape: _Monomials, value: Num) -> Jet:
-        return cls(ar, shape, [None if value.is_zero else value] + [None] * (len(shape.list) - 1))
+        return cls(ar, shape, [None if value.is_zero else value] + [None] * (len(shape.list) - 1), False)
 
     @classmethod
     def variable(cls, ar: Arith, shape: _Monomials, i: int, value: Num) -> Jet:
         jet = cls.constant(ar, shape, value)
+        jet.varies = True
         if shape.order:
             jet.c[1 + i] = ar.one
         return jet
@@ -553,13 +565,13 @@ class Jet:
 
     @property
     def locally_constant(self) -> bool:
-        return all(c is None for c in self.c[1:])
+        return not self.varies
 
     def _zip(self, other: Jet, op) -> Jet:
         out = []
         for a, b in zip(self.c, other.c):
             out.append(b if a is None else a if b is None else _nonzero(op(a, b)))
-        return Jet(self.ar, self.shape, out)
+        return Jet(self.ar, self.shape, out, self.varies or other.varies)
 
     def __add__(self, other: Jet) -> Jet:
         return self._zip(other, self.ar.add)
@@ -568,14 +580,14 @@ class Jet:
         return self + (-other)
 
     def __neg__(self) -> Jet:
-        return Jet(self.ar, self.shape, [None if c is None else self.ar.neg(c) for c in self.c])
+        return Jet(self.ar, self.shape, [None if c is None else self.ar.neg(c) for c in self.c], self.varies)
 
     def __mul__(self, other: Jet) -> Jet:
         ar, out = self.ar, [None] * len(self.c)
-        if self.locally_constant:
-            return other.scaled(self.base)
-        if other.locally_constant:
-            return self.scaled(other.base)
+        if all(c is None for c in self.c[1:]):
+            return other.scaled(self.base, self.varies)
+        if all(c is None for c in other.c[1:]):
+            return self.scaled(other.base, other.varies)
         products = self.shape.products
         for i, a in enumerate(self.c):
             if a is None:
@@ -587,15 +599,18 @@ class Jet:
                     out[k] = term if out[k] is None else ar.add(out[k], term)
         return Jet(ar, self.shape, [_nonzero(c) for c in out])
 
-    def scaled(self, k: Num) -> Jet:
+    def scaled(self, k: Num, varies: bool = False) -> Jet:
+        """self * k (``varies``: k was computed from a variable)."""
+        varies = varies or self.varies
         if k.is_zero:
-            return Jet.constant(self.ar, self.shape, self.ar.zero)
-        return Jet(self.ar, self.shape, [None if c is None else _nonzero(self.ar.mul(c, k)) for c in self.c])
+            return Jet(self.ar, self.shape, [None] * len(self.c), varies)
+        return Jet(self.ar, self.shape, [None if c is None else _nonzero(self.ar.mul(c, k)) for c in self.c], varies)
 
     def compose(self, coeffs: list[Num]) -> Jet:
         """sum_j coeffs[j] (self - base)**j: a function of self, from its Taylor coefficients at base."""
         result = Jet.constant(self.ar, self.shape, coeffs[0])
-        delta = Jet(self.ar, self.shape, [None, *self.c[1:]])
+        result.varies = self.varies
+        delta = Jet(self.ar, self.shape, [None, *self.c[1:]], self.varies)
         power = delta
         for j in range(1, min(self.shape.order, len(coeffs) - 1) + 1):
             result = result + power.scaled(coeffs[j])
@@ -760,9 +775,10 @@ class Series:
         return self.copy(terms={e + exponent: c for e, c in self.terms.items()}, cut=self.cut + exponent)
 
     def split(self, v, c: Num) -> Series:
-        """w such that self = c s**v (1 + w), for its leading term c s**v."""
+        """w such that self = c s**v (1 + w), for its leading term c s**v (terms below it,
+        if any, are zero within their error bounds: see :meth:`leading`)."""
         ar = self.ar
-        rest = self.copy(terms={e: x for e, x in self.terms.items() if e != v})
+        rest = self.copy(terms={e: x for e, x in self.terms.items() if e > v})
         return rest.shifted(-v).scaled(ar.div(ar.one, c))
 
     def reciprocal(self) -> Series:

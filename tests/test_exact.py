@@ -94,6 +94,12 @@ CASES = [
     ("hessian", "exp(-1/x^2) if x != 0 else 0", {"x": 0}, [0.0]),
     ("grad", "x^2*sin(1/x) if x != 0 else 0", {"x": 0}, [0.0]),  # |x**2 sin(1/x)| <= x**2
     ("hessian", "x^2*sin(1/x) if x != 0 else 0", {"x": 0}, [U]),  # the derivative oscillates
+    # -- switches whose argument is flat to the order asked, but not constant
+    ("grad", "acos(cos(x))", {"x": 0}, [U]),  # |x|: cos(x) has slope 0 at 0, yet varies
+    ("grad", "Heaviside(cos(x) - 1)", {"x": 0}, [U]),  # 0 beside 0, 1/2 at 0
+    ("hessian", "Max(cos(x), 1)", {"x": 0}, [0.0]),  # cos(x) <= 1: the constant 1 near 0
+    ("value", "asin(cos(x))", {"x": 0}, [math.pi / 2]),
+    ("grad", "(-2)^cos(y)*x", {"x": 0, "y": 0}, [-2.0, U]),  # not real for y != 0 near 0
     # -- several variables
     ("grad", "Abs(x) + y", {"x": 0, "y": 1}, [U, 1.0]),
     ("hessian", "Abs(x) + y^2", {"x": 0, "y": 0}, [U, U, U, 2.0]),
