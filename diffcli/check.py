@@ -25,7 +25,7 @@ from diffcli.limits import DEFAULT, PRECISE_POINTS, Limits
 from diffcli.parser import check_name, parse_expression
 from diffcli.points import PointSpec, resolve_point
 from diffcli.report import COMMANDS, Report, Summary, quantity_shape
-from diffcli.verdict import DEFAULT_TOLERANCES, Tolerance, Verdicts, judge_many, tolerance_for
+from diffcli.verdict import DEFAULT_TOLERANCES, MISMATCH, Tolerance, Verdicts, judge_many, tolerance_for
 
 DTYPES = tuple(DEFAULT_TOLERANCES)
 ENGINES = ("autograd", "func", "compiled")  # see diffcli.autodiff
@@ -224,6 +224,7 @@ class Started:
 
     request: Request
     reference: object  # a concurrent.futures.Future, or diffcli.worker.Deferred
+    backend: object = None  # where the symbolic work runs (it also confirms float64 mismatches)
 
 
 def start(request: Request, backend=None) -> Started:
@@ -231,12 +232,34 @@ def start(request: Request, backend=None) -> Started:
     process does the autodiff (and, in a batch, the next case's)."""
     from diffcli import worker
 
-    return Started(request, _submit(request, backend or worker.current()))
+    backend = backend or worker.current()
+    return Started(request, _submit(request, backend), backend)
 
 
 def _submit(request: Request, backend):
     args = (request.tree, request.variables, request.command, request.points, request.tangent, request.exact_rows)
     return backend.submit_reference(*args)
+
+
+def _judge(request: Request, quantities: np.ndarray, ref, backend) -> Verdicts:
+    """Autodiff against the reference; a mismatch against a float64 reference is confirmed
+    against the exact one first (float64 may have cancelled where torch did not)."""
+    verdicts = judge_many(quantities, ref.values, request.tolerance, ref.defined, ref.unknown)
+    doubtful = np.flatnonzero((verdicts.status == MISMATCH) & ~ref.exact)
+    if not len(doubtful):
+        return verdicts
+    confirmed = backend.confirm(request.tree, request.variables, request.command, request.points[doubtful],
+                                request.tangent)  # fmt: skip
+    done = confirmed.exact
+    ref.take(doubtful[done], _rows(confirmed, done))
+    return judge_many(quantities, ref.values, request.tolerance, ref.defined, ref.unknown)
+
+
+def _rows(ref, mask):
+    from diffcli.reference import Reference
+
+    return Reference(ref.formulas, ref.values[mask], ref.defined[mask], ref.unknown[mask], ref.reasons[mask],
+                     ref.exact[mask])  # fmt: skip
 
 
 def _report(request: Request, symbolic, **arrays) -> Report:
@@ -252,15 +275,16 @@ def _report(request: Request, symbolic, **arrays) -> Report:
 def finish(started: Started, progress=None) -> Report:
     """Compute the autodiff side, wait for the reference, and judge.
     ``progress(done, total)`` hears about the autodiff side's progress through the points."""
-    from diffcli import autodiff
+    from diffcli import autodiff, worker
 
     request = started.request
     values, quantities, aux = autodiff.compute(request, progress)
     ref = started.reference.result()
-    verdicts = judge_many(quantities, ref.values, request.tolerance)
+    verdicts = _judge(request, quantities, ref, started.backend or worker.current())
     return _report(
         request, ref.formulas, points=request.points, values=values, autodiff=quantities,
-        reference=ref.values, verdicts=verdicts, aux=aux,
+        reference=ref.values, verdicts=verdicts, aux=aux, defined=ref.defined, unknown=ref.unknown,
+        reasons=ref.reasons, exact=ref.exact,
     )  # fmt: skip
 
 
@@ -285,7 +309,8 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
         pending, ahead = ahead, _submit(parts[k + 1], backend) if k + 1 < len(parts) else None
         _, quantities, _ = autodiff.compute(part)
         ref = pending.result()
-        summary.add(part.points, judge_many(quantities, ref.values, request.tolerance))
+        verdicts = _judge(part, quantities, ref, backend)
+        summary.add(part.points, verdicts, ref.reasons, int(ref.exact[part.exact_rows :].sum()))
         symbolic = ref.formulas
         if progress is not None:
             progress(min((k + 1) * step, total), total)

@@ -26,8 +26,8 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports it
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EXIT_HELP = """\b
-Exit status: 0 no mismatch, 1 at least one mismatch, 2 invalid input,
-3 internal error (a bug: rerun with --debug), 130 interrupted.
+Exit status: 0 no mismatch (undefined and unknown allowed), 1 a mismatch,
+2 invalid input, 3 internal error (a bug: rerun with --debug), 130 interrupted.
 """
 
 
@@ -116,7 +116,8 @@ def common_options(fn: Callable) -> Callable:
                           "(same answers, several times the throughput, seconds to compile: for huge grids)."),
         click.option("--precise", is_flag=True,
                      help="Evaluate the reference to 30 digits at every point (default: at points given by hand, "
-                          "up to 16; generated points get a vectorised float64 reference)."),
+                          "up to 16; generated points get SymPy's formulas in float64 where float64 can be "
+                          "trusted, and 30 digits where it cannot)."),
         click.option("--timeout", type=float, metavar="SECONDS",
                      help=f"Stop symbolic work that takes longer than this per check (default {DEFAULT.timeout:g})."),
         click.option("--max-memory", type=int, metavar="MIB",
@@ -196,12 +197,17 @@ def run_check(command: str, expr: str, fmt, debug, summary, with_results, points
 @click.group(context_settings=CONTEXT, epilog=EXIT_HELP)
 @click.version_option(__version__, "--version", "-V", prog_name="diffcli")
 def cli() -> None:
-    """Check torch autodiff against SymPy's symbolic derivatives.
+    """Check torch autodiff against the true derivatives, with SymPy's formulas.
 
     Each command computes EXPR or its derivatives with torch autodiff at every
-    point and prints the result side by side with SymPy's symbolic answer (to 30
-    digits at points given by hand, in float64 at generated ones), the error, and
-    a verdict: ok, mismatch, or undefined (no finite reference).
+    point and prints the result beside SymPy's formula and the reference: the
+    derivative of the function in real analysis, to 30 digits at points given by
+    hand (at generated points in float64 where float64 can be trusted, else to 30
+    digits too). Then the error, and a verdict: ok, mismatch, undefined (there is
+    no derivative here: outside the domain, a jump, a kink, an infinite slope) or
+    unknown (it could not be computed); the last two say why. At a boundary of a
+    conditional, a kink of Abs, a jump of floor or a tie of Max, the reference is
+    the derivative of the function, not of the piece taken.
     """
 
 

@@ -37,3 +37,8 @@ DEFAULT = Limits()
 #: Points given by hand (--at, a case's `at`) get the 30-digit reference when there
 #: are at most this many; generated points (grids, samples, CSV) get float64.
 PRECISE_POINTS = 16
+
+#: Generated points per check whose reference is recomputed to 30 digits because float64
+#: cannot be trusted there (an overflow, an indeterminate form, a boundary, a mismatch to
+#: confirm); past this many (or half the time limit) the rest are "unknown".
+EXACT_POINTS = 1_000

@@ -1,28 +1,28 @@
-"""The symbolic side of a check: formulas for the command, evaluated at every point.
+"""The reference side of a check: the symbolic formulas, and the true answer at every point.
 
 Points given by hand (up to 16 ``--at`` points, a case's ``at``; every point
-with ``--precise``) are evaluated exactly and rounded from 30 digits: those are
-the awkward points people pick. Generated points (grids, samples, CSV tables)
-are evaluated vectorised: the formulas lambdified to float64 numpy with common
-sub-expression elimination, accurate to a few ulps for well-conditioned
-formulas and thousands of times faster.
-
-Where the function itself is undefined at a point, so is every derivative
-there; and a second derivative is undefined where the first derivatives it
-differentiates are (``cbrt(x)`` has no Hessian at x = 0, not even its
-y-column, because its x-derivative is infinite there).
+with ``--precise``) get the exact reference of :mod:`diffcli.exact`: the
+derivative of the function as typed, to 30 digits, or the reason it does not
+exist. Generated points (grids, samples, CSV tables) get SymPy's formulas
+lambdified to float64 numpy, thousands of times faster and accurate to a few
+ulps at smooth points of one piece; where float64 cannot be trusted (it
+overflows, meets 0/0 or 0*inf, or a switch is at or near its boundary) those
+points are recomputed exactly too, up to :data:`~diffcli.limits.EXACT_POINTS`
+per check, and past that they are ``unknown``, never silently ``undefined``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from diffcli import symbolic
+from diffcli import exact, symbolic
+from diffcli.limits import EXACT_POINTS
 from diffcli.report import quantity_shape
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ class Formulas:
     """The symbolic expression of one tree and its derivatives, each derived once.
 
     A batch runs several checks on one expression; they share this object, so
-    the Hessian is derived from the gradient's formulas and nothing twice.
+    the Hessian is derived from the gradient's formulas and nothing twice, and an
+    exact answer at a point is computed once for every check that asks for it.
     """
 
     def __init__(self, tree: Node, variables: tuple[str, ...]):
@@ -63,10 +64,7 @@ class Formulas:
             self.expr = symbolic.to_sympy(tree, self.symbols)
         except (TypeError, ValueError):  # a constant condition on a non-real value: acosh(0.5) > 0
             self.expr = symbolic.sp.nan
-        # 30-digit values already computed, by (formula, point): the checks of one case
-        # share the value and gradient, and a Hessian's mirrored entries are one formula.
-        self._values: dict[tuple[Any, tuple[float, ...]], float] = {}
-        self._defined: dict[tuple[float, ...], bool] = {}
+        self._answers: dict[tuple, exact.Answer] = {}  # exact answers, by (command, tangent, point)
         self._vectorised: dict[tuple, Any] = {}  # lambdified once, reused for every chunk of points
         self._arrays: dict[Any, np.ndarray] = {}  # float64 values at the last points evaluated, per formula
         self._arrays_at: bytes = b""
@@ -77,25 +75,17 @@ class Formulas:
             self._text[expr] = symbolic.formula_text(expr)
         return self._text[expr]
 
-    def evaluate(self, exprs: list, points: np.ndarray, precise: bool) -> np.ndarray:
-        """(len(exprs), P) float64 values: exactly (rounded from 30 digits), or vectorised."""
+    def answer(self, command: str, tangent, point: tuple[float, ...]) -> exact.Answer:
+        key = (command, tangent if command == "jvp" else None, point)
+        if key not in self._answers:
+            self._answers[key] = exact.answer(self.tree, self.variables, point, command, tangent)
+        return self._answers[key]
+
+    def vectorised(self, exprs: list, points: np.ndarray) -> np.ndarray:
+        """(len(exprs), P) float64 values; formulas already evaluated at these same points
+        (by another check of the case) are not lambdified or evaluated again."""
         if not exprs or not points.shape[0]:
             return np.zeros((len(exprs), points.shape[0]))
-        if not precise:
-            return self._vectorised_values(exprs, points)
-        rows = [tuple(map(float, p)) for p in points]
-        out = np.empty((len(exprs), len(rows)))
-        for i, expr in enumerate(exprs):
-            for j, row in enumerate(rows):
-                key = (expr, row)
-                if key not in self._values:
-                    self._values[key] = symbolic.evaluate(expr, dict(zip(self.ordered, row)))
-                out[i, j] = self._values[key]
-        return out
-
-    def _vectorised_values(self, exprs: list, points: np.ndarray) -> np.ndarray:
-        """Float64 values; formulas already evaluated at these same points (by another check
-        of the case) are not lambdified or evaluated again."""
         at = points.tobytes()
         if at != self._arrays_at:
             self._arrays, self._arrays_at = {}, at
@@ -111,19 +101,19 @@ class Formulas:
             self._arrays.update(zip(todo, np.concatenate(parts, axis=1)))
         return np.array([self._arrays[e] for e in exprs]).reshape(len(exprs), points.shape[0])
 
-    def defined(self, points: np.ndarray, precise: bool) -> np.ndarray:
-        """(P,) bool: where the expression as typed has a real value (see symbolic.defined_at)."""
-        if precise:
-            rows = [tuple(map(float, p)) for p in points]
-            for row in rows:
-                if row not in self._defined:
-                    self._defined[row] = symbolic.defined_at(self.tree, dict(zip(self.variables, row)))
-            return np.array([self._defined[row] for row in rows], dtype=bool)
+    def screen(self, points: np.ndarray) -> symbolic.Screen:
         parts = [
-            symbolic.defined_vectorised(self.tree, self.variables, points[i : i + CHUNK])
+            symbolic.screen_vectorised(self.tree, self.variables, points[i : i + CHUNK])
             for i in range(0, points.shape[0], CHUNK)
         ]
-        return np.concatenate(parts) if parts else np.ones(0, dtype=bool)
+        reasons = [r for part in parts for r in part.reasons]
+        offsets = np.cumsum([0] + [len(part.reasons) for part in parts])
+        return symbolic.Screen(
+            np.concatenate([p.undefined for p in parts]),
+            np.concatenate([p.suspect for p in parts]),
+            np.concatenate([np.where(p.reason >= 0, p.reason + k, -1) for p, k in zip(parts, offsets)]),
+            reasons,
+        )
 
     @cached_property
     def grad(self) -> list[sympy.Expr]:
@@ -144,34 +134,118 @@ class Formulas:
 
 
 @dataclass
+class Budget:
+    """How many generated points a check may still recompute exactly, and until when."""
+
+    points: int = EXACT_POINTS
+    seconds: float | None = None
+    deadline: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deadline = math.inf if self.seconds is None else time.monotonic() + self.seconds
+
+    def take(self) -> str | None:
+        """None when one more point may be recomputed, else why not."""
+        if self.points <= 0:
+            return f"more than {EXACT_POINTS} points of this check need it"
+        if time.monotonic() > self.deadline:
+            return "out of time"
+        self.points -= 1
+        return None
+
+
+@dataclass
 class Reference:
+    """The reference at every point. ``values`` (P, *shape) hold it in float64 (+-inf where a
+    value that exists is beyond float64's range); ``defined`` and ``unknown`` are element
+    masks; ``reasons`` say why a point's reference does not exist or is unknown; ``exact``
+    marks the points whose reference is the 30-digit one."""
+
     formulas: Any  # strings, in the quantity's shape
-    values: np.ndarray  # (P, *shape)
+    values: np.ndarray
+    defined: np.ndarray
+    unknown: np.ndarray
+    reasons: np.ndarray
+    exact: np.ndarray
+
+    @classmethod
+    def empty(cls, formulas, points: int, shape: tuple[int, ...]) -> Reference:
+        return cls(
+            formulas, np.full((points, *shape), math.nan), np.zeros((points, *shape), bool),
+            np.zeros((points, *shape), bool), np.full(points, None, dtype=object), np.zeros(points, bool),
+        )  # fmt: skip
+
+    def take(self, rows: np.ndarray, other: Reference) -> None:
+        """Rows ``rows`` of this reference become ``other``'s rows (in order)."""
+        for name in ("values", "defined", "unknown", "reasons", "exact"):
+            getattr(self, name)[rows] = getattr(other, name)
 
 
-def _part(formulas: Formulas, command: str, points: np.ndarray, tangent, exact: bool) -> np.ndarray:
-    """The quantity's values at some points, all exact or all float64 (P, *shape)."""
-    quantity = formulas.quantity(command, tangent) if exact or command != "jvp" else formulas.grad
-    shape = quantity_shape("grad" if command == "jvp" and not exact else command, len(formulas.variables))
+def _fill_exact(ref: Reference, i: int, formulas: Formulas, command: str, point, tangent) -> None:
+    found = formulas.answer(command, tangent, tuple(map(float, point)))
+    ref.values[i], ref.defined[i], ref.unknown[i] = found.values, found.defined, found.unknown
+    ref.reasons[i], ref.exact[i] = found.reason, True
+
+
+def _float64(formulas: Formulas, command: str, points: np.ndarray, tangent) -> np.ndarray:
+    """(P, *shape) SymPy's formulas in float64 (the JVP as grad . t: the gradient's values are
+    shared with the grad check of the same case)."""
+    quantity = formulas.grad if command == "jvp" else formulas.quantity(command, tangent)
+    shape = quantity_shape("grad" if command == "jvp" else command, len(formulas.variables))
     leaves = _flatten(quantity)
-    needed = leaves + ([formulas.expr] if command != "value" else [])
-    needed += formulas.grad if command == "hessian" else []
-    evaluated = formulas.evaluate(needed, points, exact)
-    values = evaluated[: len(leaves)].T.reshape(points.shape[0], *shape).copy()
-    if command == "jvp" and not exact:  # float64 anyway: grad . t, with the gradient shared with grad's check
-        values = values @ np.asarray(tangent, dtype=np.float64)
-    # No value, and no derivative, where the expression as typed is undefined.
-    values[~formulas.defined(points, exact)] = math.nan
-    if command != "value":
-        values[~np.isfinite(evaluated[len(leaves)])] = math.nan
-    if command == "hessian":
-        first = np.isfinite(evaluated[len(leaves) + 1 :].T)  # (P, n)
-        values[~(first[:, :, None] & first[:, None, :])] = math.nan
+    values = formulas.vectorised(leaves, points).T.reshape(points.shape[0], *shape).copy()
+    if command == "jvp":
+        with np.errstate(all="ignore"):
+            values = values @ np.asarray(tangent, dtype=np.float64)
     return values
 
 
-def compute(formulas: Formulas, command: str, points: np.ndarray, tangent=None, exact_rows: int = 0) -> Reference:
-    """The reference at every point: the first ``exact_rows`` to 30 digits, the rest in float64."""
-    parts = [(points[:exact_rows], True), (points[exact_rows:], False)]
-    values = np.concatenate([_part(formulas, command, rows, tangent, exact) for rows, exact in parts if len(rows)])
-    return Reference(_map(formulas.text, formulas.quantity(command, tangent)), values)
+def compute(
+    formulas: Formulas, command: str, points: np.ndarray, tangent=None, exact_rows: int = 0,
+    budget: Budget | None = None,
+) -> Reference:  # fmt: skip
+    """The reference at every point: the first ``exact_rows`` exactly, the rest in float64
+    where it can be trusted and exactly where it cannot (see the module's docstring)."""
+    budget = budget or Budget()
+    shape = quantity_shape(command, len(formulas.variables))
+    ref = Reference.empty(_map(formulas.text, formulas.quantity(command, tangent)), points.shape[0], shape)
+    for i in range(min(exact_rows, points.shape[0])):
+        _fill_exact(ref, i, formulas, command, points[i], tangent)
+    generated = points[exact_rows:]
+    if not generated.shape[0]:
+        return ref
+    rows = np.arange(exact_rows, points.shape[0])
+    values = _float64(formulas, command, generated, tangent)
+    screen = formulas.screen(generated)
+    finite = np.isfinite(values).reshape(len(rows), -1).all(axis=1)
+    trusted = finite & ~screen.suspect & ~screen.undefined
+    ref.values[rows[trusted]] = values[trusted]
+    ref.defined[rows[trusted]] = True
+    certain = rows[screen.undefined]
+    ref.reasons[certain] = [screen.reasons[k] for k in screen.reason[screen.undefined]]
+    recompute(ref, rows[~trusted & ~screen.undefined], formulas, command, points, tangent, budget)
+    return ref
+
+
+def recompute(ref: Reference, rows, formulas: Formulas, command: str, points: np.ndarray, tangent, budget: Budget):
+    """Rows ``rows`` get the exact reference while the budget lasts; the rest are unknown."""
+    for i in rows:
+        why = budget.take()
+        if why is not None:
+            ref.unknown[i], ref.defined[i], ref.values[i] = True, False, math.nan
+            ref.reasons[i] = f"float64 cannot be trusted here and the point was not recomputed to 30 digits: {why}" \
+                " (--precise recomputes every point)"  # fmt: skip
+            continue
+        _fill_exact(ref, i, formulas, command, points[i], tangent)
+
+
+def exactly(formulas: Formulas, command: str, points: np.ndarray, tangent, budget: Budget) -> Reference:
+    """The exact reference at points whose float64 verdict is a mismatch, while the budget
+    lasts (``exact`` marks those done; the others keep their float64 verdict)."""
+    shape = quantity_shape(command, len(formulas.variables))
+    ref = Reference.empty(None, points.shape[0], shape)
+    for i in range(points.shape[0]):
+        if budget.take() is not None:
+            break
+        _fill_exact(ref, i, formulas, command, points[i], tangent)
+    return ref

@@ -22,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 
 from diffcli.report import PointResult, Report
-from diffcli.verdict import MISMATCH, OK, UNDEFINED, judge
+from diffcli.verdict import MISMATCH, OK, STATUSES, UNDEFINED, UNKNOWN, judge, worst
 
 FORMATS = ("table", "plain", "json", "csv")
 
@@ -91,6 +91,8 @@ def result_dict(result: PointResult) -> dict[str, Any]:
         "rel_err": _optional(result.verdict.rel_err),
         "status": result.status,
     }
+    if result.reason is not None:
+        out["reason"] = result.reason
     if result.aux:
         out["aux"] = {k: json_number(v) for k, v in result.aux.items()}
     return out
@@ -124,9 +126,11 @@ def report_dict(report: Report, layout: Layout = Layout()) -> dict[str, Any]:
 def reference_precision(report: Report) -> str:
     if report.precise:
         return "30 digits"
+    recomputed = report.recomputed
+    also = f" (30 digits at {recomputed} where float64 could not be trusted)" if recomputed else ""
     if report.exact_rows:
-        return f"30 digits at the first {report.exact_rows} points (given by hand), float64 at the rest"
-    return "float64"
+        return f"30 digits at the first {report.exact_rows} points (given by hand), float64 at the rest{also}"
+    return "float64" + also
 
 
 def write_json(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
@@ -165,8 +169,15 @@ def plain_lines(report: Report) -> Iterator[str]:
             _flat(report.reference[i]),
             *_errors(report, i, "-"),
             str(report.verdicts.status[i]),
+            _reason(report, i) or "-",
         ]
         yield "\t".join(fields)
+
+
+def _reason(report: Report, i: int) -> str | None:
+    """The point's reason, on one line (plain and CSV are line-oriented)."""
+    reason = None if report.reasons is None else report.reasons[i]
+    return None if reason is None else " ".join(str(reason).split())
 
 
 def _where(entry: dict | None) -> tuple[str, str]:
@@ -183,11 +194,12 @@ def summary_fields(report: Report) -> dict[str, str]:
     return {
         "command": report.command,
         "points": str(s["points"]),
-        **{status: str(counts.get(status, 0)) for status in (OK, UNDEFINED, MISMATCH)},
+        **{status: str(counts.get(status, 0)) for status in STATUSES},
         "max_abs_err": abs_err,
         "max_abs_err_at": abs_at,
         "max_rel_err": rel_err,
         "max_rel_err_at": rel_at,
+        "recomputed": str(s["recomputed"]),
     }
 
 
@@ -225,7 +237,7 @@ def write_csv(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
         + ["value"]
         + [f"autodiff{s}" for s in labels]
         + [f"reference{s}" for s in labels]
-        + ["abs_err", "rel_err", "status"]
+        + ["abs_err", "rel_err", "status", "reason"]
         + [f"aux[{a}]" for a in aux]
     )
     for i in range(len(report)):
@@ -235,21 +247,23 @@ def write_csv(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
             + [plain_number(x) for x in np.ravel(report.autodiff[i])]
             + [plain_number(x) for x in np.ravel(report.reference[i])]
             + _errors(report, i, "")
-            + [str(report.verdicts.status[i])]
+            + [str(report.verdicts.status[i]), _reason(report, i) or ""]
             + [plain_number(report.aux[a][i]) for a in aux]
         )
 
 
 # -- table: rich, side by side ---------------------------------------------------
 
-STYLE = {OK: "green", MISMATCH: "bold red", UNDEFINED: "yellow"}
+STYLE = {OK: "green", MISMATCH: "bold red", UNDEFINED: "yellow", UNKNOWN: "blue"}
 _COMMAND_TITLE = {"value": "value", "grad": "gradient", "hessian": "Hessian", "jvp": "Jacobian-vector product"}
 
 
-def _element_rows(report: Report, result: PointResult) -> Iterator[tuple[str, int, float, float, str]]:
-    """(label, group, autodiff, reference, formula) for each element of the quantity."""
+def _element_rows(report: Report, result: PointResult) -> Iterator[tuple]:
+    """(label, group, autodiff, reference, formula, defined, unknown) for each element of the quantity."""
     names = report.variables
     auto, ref = np.ravel(result.autodiff), np.ravel(result.reference)
+    defined = np.isfinite(ref) if result.defined is None else np.ravel(result.defined)
+    unknown = np.zeros(ref.shape, bool) if result.unknown is None else np.ravel(result.unknown)
     formulas = np.ravel(np.asarray(report.symbolic, dtype=object))
     if report.command == "value":
         labels = [("f", 0)]
@@ -259,8 +273,8 @@ def _element_rows(report: Report, result: PointResult) -> Iterator[tuple[str, in
         labels = [(f"∂f/∂{v}", 0) for v in names]
     else:
         labels = [(f"∂²f/∂{a}∂{b}" if a != b else f"∂²f/∂{a}²", i) for i, a in enumerate(names) for b in names]
-    for (label, group), a, r, formula in zip(labels, auto, ref, formulas):
-        yield label, group, float(a), float(r), str(formula)
+    for (label, group), a, r, formula, d, u in zip(labels, auto, ref, formulas, defined, unknown):
+        yield label, group, float(a), float(r), str(formula), bool(d), bool(u)
 
 
 def _point_table(report: Report, result: PointResult):
@@ -272,7 +286,9 @@ def _point_table(report: Report, result: PointResult):
     title = Text.assemble(("at ", "dim"), where, ("  f = ", "dim"), short_number(result.value))
     for name, value in result.aux.items():
         title.append_text(Text.assemble((f"  {name} = ", "dim"), short_number(value)))
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False,
+                  caption=result.reason and f"{result.status}: {result.reason}", caption_justify="left",
+                  caption_style=STYLE.get(result.status, ""))  # fmt: skip
     table.add_column("", style="bold", no_wrap=True)
     table.add_column("autodiff", justify="right", no_wrap=True)
     table.add_column("symbolic", overflow="fold", ratio=1)
@@ -280,11 +296,11 @@ def _point_table(report: Report, result: PointResult):
     table.add_column("abs err", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     previous_group = 0
-    for label, group, a, r, formula in _element_rows(report, result):
+    for label, group, a, r, formula, defined, unknown in _element_rows(report, result):
         if group != previous_group:
             table.add_section()
             previous_group = group
-        verdict = judge(np.asarray(a), np.asarray(r), report.tolerance)
+        verdict = judge(np.asarray(a), np.asarray(r), report.tolerance, np.asarray(defined), np.asarray(unknown))
         err = "" if verdict.abs_err is None else f"{verdict.abs_err:.1e}"
         status = Text(verdict.status, style=STYLE[verdict.status])
         table.add_row(label, short_number(a), formula, short_number(r), err, status)
@@ -302,9 +318,10 @@ def _summary_table(report: Report):
     table.add_column(justify="right")
     table.add_column(overflow="fold")
     table.add_row("points", str(s["points"]), "")
-    for status in (OK, UNDEFINED, MISMATCH):
+    for status in STATUSES:
         count = s["counts"].get(status, 0)
-        table.add_row(status, Text(str(count), style=STYLE[status] if count else "dim"), "")
+        if count or status != UNKNOWN:
+            table.add_row(status, Text(str(count), style=STYLE[status] if count else "dim"), "")
     for label, key in (("max abs err", "max_abs_err"), ("max rel err", "max_rel_err")):
         entry = s[key]
         if entry is None:
@@ -312,20 +329,24 @@ def _summary_table(report: Report):
             continue
         where = ", ".join(f"{k}={short_number(v)}" for k, v in entry["point"].items())
         table.add_row(label, f"{entry['value']:.2e}", Text.assemble(("at ", "dim"), where))
+    for reason, count in list(s["reasons"].items())[:5]:
+        table.add_row("why", str(count), Text(reason, style="dim"))
+    if s["recomputed"]:
+        table.add_row(
+            "recomputed", str(s["recomputed"]), Text("points where float64 could not be trusted", style="dim")
+        )
     return table
 
 
 def summary_text(report: Report) -> str:
     counts = report.counts()
     n = len(report)
-    parts = ", ".join(f"{counts[s]} {s}" for s in (OK, UNDEFINED, MISMATCH) if counts.get(s))
+    parts = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
     return f"{n} point{'s' * (n != 1)}: {parts}"
 
 
 def overall_status(counts: dict[str, int]) -> str:
-    if counts.get(MISMATCH):
-        return MISMATCH
-    return UNDEFINED if counts.get(UNDEFINED) else OK
+    return worst(s for s, n in counts.items() if n)
 
 
 @contextmanager
@@ -378,7 +399,9 @@ def write_table(report: Report, out: IO[str], layout: Layout = Layout()) -> None
         )
     )
     if not report.precise:
-        con.print(Text("reference in float64 at generated points (--precise: 30 digits everywhere)", style="dim"))
+        recomputed = f", 30 digits at {report.recomputed} of them" if report.recomputed else ""
+        con.print(Text(f"reference in float64 at generated points{recomputed} (--precise: 30 digits everywhere)",
+                       style="dim"))  # fmt: skip
 
 
 WRITERS = {"table": write_table, "plain": write_plain, "json": write_json, "csv": write_csv}
@@ -428,7 +451,7 @@ def batch_counts(records) -> dict[str, int]:
 
 def batch_summary_text(records, cases: int, interrupted: bool) -> str:
     counts = batch_counts(records)
-    parts = ", ".join(f"{counts[s]} {s}" for s in (OK, UNDEFINED, MISMATCH, "error") if counts.get(s))
+    parts = ", ".join(f"{counts[s]} {s}" for s in (*STATUSES, "error") if counts.get(s))
     tail = " (interrupted)" if interrupted else ""
     return f"{len(records)} checks of {cases} cases: {parts or 'nothing run'}{tail}"
 
@@ -441,8 +464,8 @@ def junit_xml(records, seconds: float) -> str:
     suites = ET.Element("testsuites", name="diffcli")
     suite = ET.SubElement(
         suites, "testsuite", name="diffcli batch", tests=str(len(records)),
-        failures=str(counts.get(MISMATCH, 0)), errors=str(counts.get("error", 0)), skipped="0",
-        time=f"{seconds:.3f}",
+        failures=str(counts.get(MISMATCH, 0)), errors=str(counts.get("error", 0)),
+        skipped=str(counts.get(UNKNOWN, 0)), time=f"{seconds:.3f}",
     )  # fmt: skip
     for r in records:
         name = f"{r.case.name} [{r.check}]" if r.check else r.case.name
@@ -454,12 +477,19 @@ def junit_xml(records, seconds: float) -> str:
             message = f"{r.report.counts().get(MISMATCH, 0)} of {fields['points']} points mismatch"
             detail = json.dumps(json_safe(r.report.summary()), allow_nan=False)
             ET.SubElement(case, "failure", message=message, type="mismatch").text = detail
+        elif r.status == UNKNOWN:  # not checked: the reference could not be computed
+            message = f"{r.report.counts().get(UNKNOWN)} points could not be checked: {_top_reason(r.report)}"
+            ET.SubElement(case, "skipped", message=message)
         elif r.status == UNDEFINED:
-            ET.SubElement(
-                case, "system-out"
-            ).text = f"{r.report.counts().get(UNDEFINED)} points have no finite reference"
+            text = f"{r.report.counts().get(UNDEFINED)} points have no reference: {_top_reason(r.report)}"
+            ET.SubElement(case, "system-out").text = text
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _top_reason(report: Report) -> str:
+    reasons = report.summary()["reasons"]
+    return next(iter(reasons), "no reason recorded")
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -549,13 +579,13 @@ class BatchWriter:
             table.add_row(Text(status, style=STYLE.get(status, "bold magenta")), case, check, points, *errors)
         con = console(self.out)
         con.print(table)
-        for (_, error), records in itertools.groupby(
-            (r for r in self.records if r.error), key=lambda r: (id(r.case), r.error.splitlines()[0])
+        for (_, status, why), records in itertools.groupby(
+            (r for r in self.records if r.status in ("error", UNDEFINED, UNKNOWN)), key=_why
         ):  # a case that does not parse fails every check alike: one line, its checks listed
             records = list(records)
             checks = ", ".join(r.check for r in records if r.check)
             where = f"{records[0].case.name} [{checks}]" if checks else records[0].case.name
-            con.print(Text.assemble(("error ", "bold magenta"), f"{where}: ", error))
+            con.print(Text.assemble((f"{status} ", STYLE.get(status, "bold magenta")), f"{where}: ", why))
         counts = batch_counts(self.records)
         status = "error" if counts.get("error") else overall_status(counts)
         con.print(
@@ -564,6 +594,14 @@ class BatchWriter:
                 style=STYLE.get(status, "bold magenta"),
             )
         )
+
+
+def _why(record) -> tuple[int, str, str]:
+    """(case, status, reason): what groups a case's records in the table's notes."""
+    why = record.error.splitlines()[0] if record.error else _top_reason(record.report)
+    if why.startswith("∂"):  # which entry it is about differs between checks; the reason does not
+        why = why.split(": ", 1)[-1]
+    return id(record.case), record.status, why
 
 
 def short_error(text: str) -> str:

@@ -34,9 +34,12 @@ class PointResult:
     point: dict[str, float]
     value: float  # torch's value of the expression (the primal, for jvp)
     autodiff: np.ndarray  # torch's answer
-    reference: np.ndarray  # the symbolic answer at the point
+    reference: np.ndarray  # the true answer at the point (see diffcli.reference)
     verdict: Verdict
     aux: dict[str, float] = field(default_factory=dict)  # named sub-expressions (batch `let`)
+    reason: str | None = None  # why the reference does not exist, or is unknown
+    defined: np.ndarray | None = None  # which elements of the reference exist (default: the finite ones)
+    unknown: np.ndarray | None = None  # which could not be computed
 
     @property
     def status(self) -> str:
@@ -57,11 +60,22 @@ class Summary:
     points: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     largest: dict[str, tuple[float, tuple[float, ...]]] = field(default_factory=dict)  # key -> (error, point)
+    reasons: dict[str, int] = field(default_factory=dict)  # why references do not exist or are unknown
+    recomputed: int = 0  # generated points whose reference float64 could not give
 
-    def add(self, points: np.ndarray, verdicts: Verdicts) -> Summary:
+    #: Distinct reasons kept (the rest are counted under the last).
+    REASONS = 20
+
+    def add(self, points: np.ndarray, verdicts: Verdicts, reasons=None, recomputed: int = 0) -> Summary:
         self.points += points.shape[0]
+        self.recomputed += recomputed
         for s, found in status_counts(verdicts.status).items():
             self.counts[s] = self.counts.get(s, 0) + found
+        if reasons is not None:
+            for reason in reasons[verdicts.status != MISMATCH]:
+                if reason is not None:
+                    key = reason if reason in self.reasons or len(self.reasons) < self.REASONS else "other reasons"
+                    self.reasons[key] = self.reasons.get(key, 0) + 1
         for key, errors in (("max_abs_err", verdicts.abs_err), ("max_rel_err", verdicts.rel_err)):
             if errors.size and not np.isnan(errors).all():
                 i = int(np.nanargmax(errors))
@@ -77,6 +91,8 @@ class Summary:
         for key in ("max_abs_err", "max_rel_err"):
             entry = self.largest.get(key)
             out[key] = None if entry is None else {"value": entry[0], "point": dict(zip(self.variables, entry[1]))}
+        out["reasons"] = dict(sorted(self.reasons.items(), key=lambda item: -item[1]))
+        out["recomputed"] = self.recomputed
         return out
 
 
@@ -96,15 +112,25 @@ class Report:
     device: str = "cpu"
     engine: str = "autograd"
     tangent: tuple[float, ...] | None = None
-    exact_rows: int = 0  # the first rows' reference is from 30 digits, the rest float64
+    exact_rows: int = 0  # the first rows' reference is from 30 digits, the rest float64 where it can be trusted
+    aux: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (P,)
+    streamed: Summary | None = None  # set when only the summary was kept (the arrays are empty)
+    defined: np.ndarray | None = None  # (P, *shape): which reference elements exist (default: the finite ones)
+    unknown: np.ndarray | None = None  # (P, *shape): which could not be computed
+    reasons: np.ndarray | None = None  # (P,): why a reference does not exist or is unknown, or None
+    exact: np.ndarray | None = None  # (P,): which points have the 30-digit reference
 
     @property
     def precise(self) -> bool:
         """Whether every point's reference is the 30-digit one."""
         return self.exact_rows >= len(self)
 
-    aux: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (P,)
-    streamed: Summary | None = None  # set when only the summary was kept (the arrays are empty)
+    @property
+    def recomputed(self) -> int:
+        """Generated points whose reference float64 could not give, recomputed to 30 digits."""
+        if self.streamed is not None:
+            return self.streamed.recomputed
+        return 0 if self.exact is None else int(self.exact[self.exact_rows :].sum())
 
     def __len__(self) -> int:
         return self.streamed.points if self.streamed is not None else self.points.shape[0]
@@ -117,6 +143,9 @@ class Report:
             reference=self.reference[i],
             verdict=self.verdicts[i],
             aux={name: float(values[i]) for name, values in self.aux.items()},
+            reason=None if self.reasons is None else self.reasons[i],
+            defined=None if self.defined is None else self.defined[i],
+            unknown=None if self.unknown is None else self.unknown[i],
         )
 
     @property
@@ -139,4 +168,4 @@ class Report:
         """Counts per status and where the largest errors occur."""
         if self.streamed is not None:
             return self.streamed.as_dict()
-        return Summary(self.variables).add(self.points, self.verdicts).as_dict()
+        return Summary(self.variables).add(self.points, self.verdicts, self.reasons, self.recomputed).as_dict()

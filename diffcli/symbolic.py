@@ -1,14 +1,15 @@
-"""The symbolic reference: SymPy derivatives, evaluated to 30+ digits.
+"""The symbolic side: SymPy's derivative formulas, and their float64 evaluation at many points.
 
-This is the truth that autodiff is checked against. SymPy objects are built
-directly from the checked tree (never from text), derivatives come from
-``sympy.diff`` (never ``simplify``, which can hang), and values are computed
-by substituting the exact binary value of each float coordinate and
-evaluating with mpmath at :data:`DIGITS` significant digits, then rounding.
+SymPy objects are built directly from the checked tree (never from text) and
+derivatives come from ``sympy.diff`` (never ``simplify``, which can hang).
+The formulas are what the reports show beside autodiff's answers, and,
+lambdified to numpy, the reference at generated points wherever float64 can
+be trusted there (:func:`screen_vectorised` says where it cannot: those
+points get the exact reference of :mod:`diffcli.exact`, as hand-given ones do).
 
 SymPy leaves the derivatives of floor, ceiling and Mod unevaluated; the
-subclasses below give them the distributional derivative that autodiff
-approximates: zero away from the jumps and undefined on them.
+subclasses below give them the derivative autodiff approximates: zero away
+from the jumps and undefined (NaN) on them, where the exact reference decides.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import keyword
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import reduce
 
 import numpy as np
@@ -28,10 +30,7 @@ from sympy.core.parameters import evaluate as sympy_evaluate
 from sympy.printing.numpy import NumPyPrinter
 
 from diffcli.errors import DiffcliError
-from diffcli.expr import CHAINS, LEAVES, Node, fold_chain
-
-#: Significant digits of the reference evaluation (float64 has ~16).
-DIGITS = 30
+from diffcli.expr import CHAINS, COMPARISONS, LEAVES, Node, fold_chain, short_text
 
 
 class DiracComb(sp.Function):
@@ -309,73 +308,6 @@ def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) 
     return build(node)
 
 
-def _partials_finite(node: Node, operands: list[float]) -> bool:
-    """Whether a chain's partial results are finite in float64, folded left to right as
-    torch does: typed as binary operations, each partial result was a sub-expression that
-    had to be finite (``1e308 + 1e308 - 1e308`` is undefined, as in :func:`defined_vectorised`)."""
-    with np.errstate(all="ignore"):  # once non-finite, a partial result stays so
-        return bool(np.isfinite(fold_chain(node, [np.float64(v) for v in operands], _NUMPY_CHAIN)))
-
-
-class _UndefinedError(Exception):
-    pass
-
-
-def defined_at(node: Node, point: Mapping[str, float]) -> bool:
-    """Whether the expression *as typed* has a real value at the point: every
-    sub-expression on the path taken is a finite real number (``x/x`` at 0,
-    ``sqrt(x)**2`` at -1 and ``1/(1/x)`` at 0 are not, though SymPy's
-    simplified forms are). Piecewise pieces not taken do not count.
-    """
-    exact = {name: sp.Rational(v) for name, v in point.items()}
-    memo: dict[Node, sp.Basic] = {}
-    floats: dict[Node, float] = {}  # each real sub-expression's value rounded, once
-
-    def value(n: Node) -> sp.Basic:
-        if n in memo:
-            return memo[n]
-        if n.op in LEAVES:
-            result = _leaf(n, exact)
-        elif n.op in ("If", "Piecewise"):
-            pieces = (
-                [(n.args[0], n.args[1]), (n.args[2], None)] if n.op == "If" else list(zip(n.args[::2], n.args[1::2]))
-            )
-            result = _taken(pieces)
-        else:
-            try:
-                result = _apply(n, [value(a) for a in n.args])
-            except (TypeError, ValueError, ArithmeticError):
-                raise _UndefinedError from None
-            if n.is_condition:
-                if result not in (sp.true, sp.false):
-                    raise _UndefinedError
-            else:
-                floats[n] = _as_float(result)
-                if not math.isfinite(floats[n]) or (
-                    n.op in CHAINS and not _partials_finite(n, [rounded(a) for a in n.args])
-                ):
-                    raise _UndefinedError
-        memo[n] = result
-        return result
-
-    def rounded(n: Node) -> float:
-        if n not in floats:
-            floats[n] = _as_float(memo[n])
-        return floats[n]
-
-    def _taken(pieces) -> sp.Basic:
-        for piece, cond in pieces:
-            if cond is None or value(cond) == sp.true:
-                return value(piece)
-        raise _UndefinedError  # no condition holds
-
-    try:
-        value(node)
-    except _UndefinedError:
-        return False
-    return True
-
-
 def gradient(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> list[sp.Expr]:
     return [sp.diff(expr, s) for s in symbols]
 
@@ -393,48 +325,6 @@ def hessian(grad: Sequence[sp.Expr], symbols: Sequence[sp.Symbol]) -> list[list[
 def directional(grad: Sequence[sp.Expr], tangent: Sequence[float]) -> sp.Expr:
     """grad . tangent, with the tangent's exact binary values."""
     return reduce(operator.add, (g * sp.Rational(t) for g, t in zip(grad, tangent) if t != 0), sp.S.Zero)
-
-
-def evaluate(expr: sp.Basic, point: Mapping[sp.Symbol, float]) -> float:
-    """The value at a point, correct to ~DIGITS digits, rounded to a float.
-
-    Returns NaN where the value is not a real number (complex, 0/0, a jump,
-    an unevaluated derivative) and +-inf where it is a signed infinity.
-    """
-    try:
-        exact = expr.xreplace({s: sp.Rational(v) for s, v in point.items()})
-    except (TypeError, ValueError, ArithmeticError):
-        # e.g. a derivative SymPy left unevaluated, now taken "with respect to 0"
-        return math.nan
-    return _as_float(exact)
-
-
-def _as_float(value: sp.Basic) -> float:
-    """An exact SymPy value, rounded from DIGITS significant digits to a float:
-    NaN where it is not a real number, +-inf where it is a signed infinity."""
-    if not isinstance(value, sp.Expr):
-        return math.nan
-    if value.is_Rational or value.is_Float:  # exact already (the common case of polynomials)
-        return float(value)
-    if value is sp.oo or value is sp.S.NegativeInfinity:
-        return float(value)
-    try:
-        approx = value.evalf(DIGITS)
-        if approx.is_Float:
-            return float(approx)
-        if approx is sp.oo or approx is sp.S.NegativeInfinity:
-            return float(approx)
-        if approx.is_Number or not approx.is_number:  # zoo, nan; or unevaluated (DiracDelta(0))
-            return math.nan
-        real, imag = approx.as_real_imag()
-        return float(real) if imag == 0 and real.is_Float else math.nan
-    except (TypeError, ValueError, ArithmeticError):
-        return math.nan
-
-
-def constant_value(node: Node) -> float:
-    """A constant expression (a point coordinate such as pi/4) as the nearest float."""
-    return _as_float(to_sympy(node, {}))
 
 
 def formula_text(expr: sp.Basic) -> str:
@@ -458,14 +348,55 @@ def _numpy_op(op: str, arity: int):
 _NUMPY_CHAIN = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 
 
-def defined_vectorised(node: Node, variables: Sequence[str], points: np.ndarray) -> np.ndarray:
-    """(P,) bool: :func:`defined_at` in float64 for many points at once: every
-    sub-expression on the path taken is finite. (An intermediate float64
-    overflow, exp(1000)/exp(1000), counts as undefined here.)"""
+#: A float64 quantity within this relative distance of a boundary (a switch's, or its
+#: function's domain's) may be on either side of it in truth: such points are
+#: recomputed exactly rather than trusted.
+NEAR = 1e-9
+
+#: A sum that loses more than half of float64's bits to cancellation (its result below
+#: 2**-CANCELLED times its operands) leaves float64 formulas, and torch, with few or no
+#: correct digits: such points are recomputed exactly.
+CANCELLED = 26
+
+
+@dataclass
+class Screen:
+    """What float64 can say about the expression as typed at many points.
+
+    ``undefined``: certainly no real value (an argument clearly outside its function's
+    domain), with ``reason[i]`` an index into ``reasons``; ``suspect``: float64 cannot be
+    trusted (an overflow, an indeterminate form, a pole, or a switch at or near its
+    boundary), so the exact reference must decide. Elsewhere the float64 formulas are
+    evaluated at smooth points of one piece, where they are the derivative of the function.
+    """
+
+    undefined: np.ndarray
+    suspect: np.ndarray
+    reason: np.ndarray
+    reasons: list[str]
+
+
+#: Functions whose real domain is bounded: where its argument is clearly outside, the
+#: expression is certainly not real. name -> test of the argument(s) (True: outside).
+_OUTSIDE = {
+    "log": lambda u, scale: u < -NEAR * scale,
+    "sqrt": lambda u, scale: u < -NEAR * scale,
+    "loggamma": lambda u, scale: (u < -NEAR * scale) & (np.abs(u - np.round(u)) > NEAR * np.maximum(1, scale)),
+    "asin": lambda u, scale: np.abs(u) > 1 + NEAR * np.maximum(1, scale),
+    "acos": lambda u, scale: np.abs(u) > 1 + NEAR * np.maximum(1, scale),
+    "atanh": lambda u, scale: np.abs(u) > 1 + NEAR * np.maximum(1, scale),
+    "acosh": lambda u, scale: u < 1 - NEAR * np.maximum(1, scale),
+}
+
+
+def screen_vectorised(node: Node, variables: Sequence[str], points: np.ndarray) -> Screen:
+    """A :class:`Screen` of the expression at many points, in float64."""
     columns = {name: np.ascontiguousarray(points[:, i]) for i, name in enumerate(variables)}
     ones = np.ones(points.shape[0], dtype=bool)
     values: dict[Node, np.ndarray] = {}
-    ok = ones.copy()
+    undefined, suspect = ~ones, ~ones
+    reason = np.full(points.shape[0], -1)
+    reasons: list[str] = []
 
     def value(n: Node) -> np.ndarray:
         if n not in values:
@@ -486,8 +417,68 @@ def defined_vectorised(node: Node, variables: Sequence[str], points: np.ndarray)
             values[n] = result
         return values[n]
 
+    def scale(n: Node) -> np.ndarray:
+        """The size of the numbers n was computed from: a sum's operands, or n itself."""
+        if n.op in ("Add", "Sub", "Sum"):
+            return np.max([np.abs(np.broadcast_to(value(a), ones.shape)) for a in n.args], axis=0)
+        return np.abs(np.broadcast_to(value(n), ones.shape))
+
+    def near(n: Node, where: np.ndarray, boundary: float = 0.0) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return where & ~(np.abs(value(n) - boundary) > NEAR * np.maximum(scale(n), abs(boundary)))
+
+    def flag(where: np.ndarray, certain_reason: str | None = None) -> None:
+        """Suspect points, or (with a reason) points certainly undefined: that wins over
+        any doubt elsewhere on the path, and the innermost certain failure gives the reason."""
+        nonlocal undefined, suspect
+        where = where & ~undefined
+        if certain_reason is None:
+            suspect = suspect | where
+            return
+        if where.any():
+            reasons.append(certain_reason)
+            reason[where] = len(reasons) - 1
+            undefined = undefined | where
+
+    def switches(n: Node, where: np.ndarray) -> None:
+        """Points where a switch of n is at or near its boundary."""
+        op, args = n.op, n.args
+        with np.errstate(all="ignore"):
+            if op in COMPARISONS:
+                gap = np.abs(value(args[0]) - value(args[1]))
+                size = np.maximum(scale(args[0]), scale(args[1]))
+                flag(where & ~(gap > NEAR * size))
+            elif op in ("Abs", "sign", "Heaviside"):
+                flag(near(args[0], where))
+            elif op in ("floor", "ceiling"):
+                u = value(args[0])
+                flag(where & ~(np.abs(u - np.round(u)) > NEAR * np.maximum(1, scale(args[0]))))
+            elif op == "Mod":
+                q = value(args[0]) / value(args[1])
+                flag(where & ~(np.abs(q - np.round(q)) > NEAR * np.maximum(1, np.abs(q))))
+            elif op in ("Max", "Min"):
+                stacked = np.sort(np.array([np.broadcast_to(value(a), ones.shape) for a in args]), axis=0)
+                top = stacked[-2:] if op == "Max" else stacked[:2]
+                gap = np.abs(top[1] - top[0])
+                flag(where & ~(gap > NEAR * np.max(np.abs(top), axis=0)))
+            elif op == "atan2":
+                flag(near(args[0], where) & ~(value(args[1]) > 0))
+            elif op in _OUTSIDE:
+                u = value(args[0])
+                flag(where & _OUTSIDE[op](u, scale(args[0])), f"{short_text(n)} is not real")
+            elif op in ("Add", "Sub", "Sum") and not all(_exact_leaf(a) for a in args):
+                size = scale(n)
+                flag(where & (size > 0) & ~(np.abs(value(n)) > 2.0**-CANCELLED * size))
+            elif op == "log" and len(args) == 1:  # log near 1 of a rounded value: log1p's reason to exist
+                gap = np.abs(value(args[0]) - 1)
+                flag(where & (gap > 0) & (gap < 2.0**-CANCELLED))
+            elif op == "Pow":
+                b, e = value(args[0]), value(args[1])
+                fractional = np.abs(e - np.round(e)) > NEAR * np.maximum(1, np.abs(e))
+                outside = (b < -NEAR * scale(args[0])) & fractional
+                flag(where & np.broadcast_to(outside, ones.shape), f"{short_text(n)} is not real")
+
     def require(n: Node, where: np.ndarray) -> None:
-        nonlocal ok
         if n.op in ("If", "Piecewise"):
             remaining = where
             for piece, cond in _pieces(n):
@@ -496,15 +487,21 @@ def defined_vectorised(node: Node, variables: Sequence[str], points: np.ndarray)
                     require(cond, remaining)
                 require(piece, taken)
                 remaining = remaining & ~taken
-            ok &= ~remaining  # where no piece applies
+            flag(remaining, f"no piece of {short_text(n)} applies")
             return
         for a in n.args:
             require(a, where)
+        switches(n, where)
         if not n.is_condition:
-            ok &= ~where | np.isfinite(value(n))
+            flag(where & ~np.isfinite(value(n)))
 
     require(node, ones)
-    return ok
+    return Screen(undefined, suspect & ~undefined, reason, reasons)
+
+
+def _exact_leaf(n: Node) -> bool:
+    """A coordinate, or a literal float64 holds exactly: a sum of such is rounded once."""
+    return n.op == "var" or (n.op == "num" and float(number(n.text)) == number(n.text))
 
 
 def _pieces(n: Node) -> list[tuple[Node, Node | None]]:

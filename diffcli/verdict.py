@@ -1,11 +1,16 @@
 """Comparing autodiff with the reference: tolerances, errors, statuses.
 
-A result is ``ok`` when every element whose reference is a finite real
-number agrees within ``|autodiff - reference| <= atol + rtol * |reference|``
-(numpy's ``isclose`` rule); ``mismatch`` when such an element disagrees
-(NaN and infinities included); ``undefined`` when the reference itself is not
-a finite real number (log(-1), 1/0, a jump), whatever autodiff says. An
-element-wise quantity takes its worst element: mismatch over undefined over ok.
+A result is ``ok`` when every element whose reference exists agrees within
+``|autodiff - reference| <= atol + rtol * |reference|`` (numpy's ``isclose``
+rule); ``mismatch`` when such an element disagrees (NaN and infinities
+included); ``undefined`` when the reference does not exist (log(-1), 1/0, a
+jump, a kink), whatever autodiff says; ``unknown`` when it exists but could not
+be computed. An element-wise quantity takes its worst element: mismatch over
+unknown over undefined over ok.
+
+A reference that exists is a finite real number, but it may lie beyond
+float64's range: it is then held as +-inf, and only autodiff's inf of the same
+sign (float64's rounding of it) agrees.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-OK, MISMATCH, UNDEFINED = "ok", "mismatch", "undefined"
-STATUSES = (OK, UNDEFINED, MISMATCH)  # worst last
+OK, MISMATCH, UNDEFINED, UNKNOWN = "ok", "mismatch", "undefined", "unknown"
+STATUSES = (OK, UNDEFINED, UNKNOWN, MISMATCH)  # worst last
 
 
 @dataclass(frozen=True)
@@ -65,25 +70,43 @@ def worst(statuses) -> str:
     return max(statuses, key=STATUSES.index, default=OK)
 
 
-def judge_many(autodiff: np.ndarray, reference: np.ndarray, tol: Tolerance) -> Verdicts:
-    """Judge P results at once; axis 0 is the point, the rest is the quantity's shape."""
+def judge_many(
+    autodiff: np.ndarray,
+    reference: np.ndarray,
+    tol: Tolerance,
+    defined: np.ndarray | None = None,
+    unknown: np.ndarray | None = None,
+) -> Verdicts:
+    """Judge P results at once; axis 0 is the point, the rest is the quantity's shape.
+    ``defined`` (default: where the reference is finite) and ``unknown`` (default: nowhere)
+    are element masks of the reference's shape."""
     points = autodiff.shape[0]
     a = np.asarray(autodiff, dtype=np.float64).reshape(points, -1)
     r = np.asarray(reference, dtype=np.float64).reshape(points, -1)
-    defined = np.isfinite(r)
+    defined = np.isfinite(r) if defined is None else np.asarray(defined, dtype=bool).reshape(points, -1)
+    unknown = np.zeros_like(defined) if unknown is None else np.asarray(unknown, dtype=bool).reshape(points, -1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        diff = np.where(np.isfinite(a), np.abs(a - r), math.inf)
-        rel = np.where(diff == 0, 0.0, diff / np.abs(r))
-        close = diff <= tol.atol + tol.rtol * np.abs(r)
+        same = a == r  # inf == inf too: float64's rounding of a value beyond its range
+        finite = np.isfinite(r)
+        diff = np.where(same, 0.0, np.where(np.isfinite(a) & finite, np.abs(a - r), math.inf))
+        rel = np.where(diff == 0, 0.0, np.where(finite, diff / np.abs(r), math.inf))
+        close = same | (finite & (diff <= tol.atol + tol.rtol * np.abs(r)))
     mismatch = (defined & ~close).any(axis=1)
-    undefined = (~defined).any(axis=1)
-    status = np.where(mismatch, MISMATCH, np.where(undefined, UNDEFINED, OK))
+    status = np.where(
+        mismatch,
+        MISMATCH,
+        np.where((unknown & ~defined).any(axis=1), UNKNOWN, np.where((~defined).any(axis=1), UNDEFINED, OK)),
+    )
     any_defined = defined.any(axis=1)
     abs_err = np.where(any_defined, np.max(np.where(defined, diff, -math.inf), axis=1, initial=-math.inf), math.nan)
     rel_err = np.where(any_defined, np.max(np.where(defined, rel, -math.inf), axis=1, initial=-math.inf), math.nan)
     return Verdicts(status.astype(object), abs_err, rel_err)
 
 
-def judge(autodiff: np.ndarray, reference: np.ndarray, tol: Tolerance) -> Verdict:
-    """Compare one result element-wise; NaN or infinite reference elements are undefined."""
-    return judge_many(np.asarray(autodiff)[None], np.asarray(reference)[None], tol)[0]
+def judge(autodiff: np.ndarray, reference: np.ndarray, tol: Tolerance, defined=None, unknown=None) -> Verdict:
+    """Compare one result element-wise (by default NaN or infinite reference elements are undefined)."""
+
+    def one(mask):
+        return None if mask is None else np.asarray(mask)[None]
+
+    return judge_many(np.asarray(autodiff)[None], np.asarray(reference)[None], tol, one(defined), one(unknown))[0]

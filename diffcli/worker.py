@@ -70,9 +70,12 @@ class InProcess:
 
     @_recursion_is_input_error
     def constant(self, node) -> float:
-        from diffcli.symbolic import constant_value
+        from diffcli.exact import constant
 
-        return constant_value(node)
+        try:
+            return constant(node)
+        except ArithmeticError as exc:
+            raise DiffcliError(f"cannot evaluate the constant '{node}': {exc}") from None
 
     @_recursion_is_input_error
     def formulas(self, tree, variables):
@@ -88,10 +91,21 @@ class InProcess:
         return self._formulas[key]
 
     @_recursion_is_input_error
-    def reference(self, tree, variables, command, points, tangent, exact_rows):
+    def reference(self, tree, variables, command, points, tangent, exact_rows, seconds=None):
+        """The reference at every point (``seconds``: how long recomputing generated points
+        exactly may take, where float64 cannot be trusted)."""
         from diffcli import reference
 
-        return reference.compute(self.formulas(tree, variables), command, points, tangent, exact_rows)
+        budget = reference.Budget(seconds=seconds)
+        return reference.compute(self.formulas(tree, variables), command, points, tangent, exact_rows, budget)
+
+    @_recursion_is_input_error
+    def confirm(self, tree, variables, command, points, tangent, seconds=None):
+        """The exact reference at points whose float64 verdict is a mismatch (as many as the budget allows)."""
+        from diffcli import reference
+
+        budget = reference.Budget(seconds=seconds)
+        return reference.exactly(self.formulas(tree, variables), command, points, tangent, budget)
 
     def submit_reference(self, *args) -> Deferred:
         return Deferred(self.reference, *args)  # SymPy here holds the GIL anyway
@@ -273,8 +287,18 @@ class Isolated:
     def constant(self, node) -> float:
         return self._call("constant", node)
 
+    @property
+    def _exact_seconds(self) -> float:
+        """Time for recomputing generated points exactly: half the time limit, so that a
+        check with many such points reports them unknown rather than timing out."""
+        return self.limits.timeout / 2
+
     def reference(self, tree, variables, command, points, tangent, exact_rows):
-        return self._call("reference", tree, variables, command, points, tangent, exact_rows)
+        args = (tree, variables, command, points, tangent, exact_rows, self._exact_seconds)
+        return self._call("reference", *args)
+
+    def confirm(self, tree, variables, command, points, tangent):
+        return self._call("confirm", tree, variables, command, points, tangent, self._exact_seconds)
 
     def submit_reference(self, *args) -> Future:
         """Queue a reference request: one thread sends the queue's requests in order,
@@ -286,7 +310,8 @@ class Isolated:
         return self._queue.submit(self._queued, self._generation, args)
 
     def _queued(self, generation: int, args):
-        return self._call("reference", *args, generation=generation)  # refused if closed since
+        # refused if closed since
+        return self._call("reference", *args, self._exact_seconds, generation=generation)
 
     def kill(self) -> None:
         """Stop the worker process; the next request starts a new one. Safe to call from

@@ -11,7 +11,8 @@ diffcli jvp "x*x" --at x=2.0 --tangent 1                       # exit 0
 # Several points at once, in one batched (vmap) call.
 diffcli grad "x*x" --at x=1 --at x=2 --at x=-3.5               # exit 0
 
-# "Square if even", as a conditional.
+# "Square if even", as a conditional: x**2 on the even integers, x elsewhere. At 3 the
+# derivative is 1; at 2 the function jumps (from x to 4), so it has none: undefined.
 diffcli grad "x**2 if Mod(x, 2) == 0 else x" --at x=2 --at x=3  # exit 0
 
 # Where autodiff is wrong: x*sqrt(x) has derivative 0 at 0, torch says NaN.
@@ -20,8 +21,15 @@ diffcli grad "x*sqrt(x)" --at x=0                              # exit 1
 # Where there is no derivative to check: sqrt'(0) is infinite.
 diffcli grad "sqrt(x)" --at x=0                                # exit 0
 
-# The branch not taken contributes nothing.
+# The branch not taken contributes nothing: at -1 the gradient is 0, not NaN. At 0 the
+# pieces meet with slopes 0 and +inf: no derivative, undefined (torch's 0 is not judged).
 diffcli grad "Piecewise((sqrt(x), x > 0), (0, True))" --at x=-1 --at x=0  # exit 0
+
+# The derivative of the function, not of the piece taken: x everywhere, so 1 at 0 (torch: 0).
+diffcli grad "x if x != 0 else 0" --at x=0                     # exit 1
+
+# Beyond float64's range, still defined: log(exp(x)) is 710 at 710 (torch: inf).
+diffcli value "log(exp(x))" --at x=710                         # exit 1
 
 # Typeset math, as pasted from a paper: the minus sign, superscripts, √ and π.
 diffcli grad "√(x² + y²) − π·x⁻¹" --at x=3,y=4                # exit 0

@@ -329,3 +329,28 @@ def test_interrupted_batch_keeps_every_finished_record(tmp_path, sig):
     testcases = list(ET.parse(junit).getroot().iter("testcase"))
     assert len(testcases) == len(finished)
     assert b"Traceback" not in stderr
+
+
+def test_undefined_and_unknown_checks_say_why_everywhere(tmp_path):
+    path = tmp_path / "awkward.toml"
+    path.write_text(
+        '[[case]]\nname = "kink"\nexpr = "Abs(x)"\nat = [{ x = 0 }]\nchecks = ["grad"]\n'
+        '[[case]]\nname = "huge"\nexpr = "cos(sinh(x))"\nat = [{ x = 1e10 }]\nchecks = ["value"]\n'
+    )
+    report = tmp_path / "report.xml"
+    result = batch(str(path), "-f", "json", "--junit", str(report))
+    assert result.exit_code == 0  # neither is a mismatch
+    kink, huge, summary = jsonl(result.output)
+    assert (kink["status"], huge["status"]) == ("undefined", "unknown")
+    assert kink["results"][0]["reason"] == "∂f/∂x: one-sided derivatives differ (-1 and 1) at the kink of Abs(x)"
+    assert huge["results"][0]["reason"].startswith("the reference cannot be computed here")
+    assert summary["summary"]["counts"] == {"undefined": 1, "unknown": 1}
+    suite_el = ET.parse(report).getroot().find("testsuite")
+    assert suite_el.get("skipped") == "1" and suite_el.get("failures") == "0"
+    cases = {c.get("name"): c for c in suite_el.iter("testcase")}
+    assert "could not be checked" in cases["huge [value]"].find("skipped").get("message")
+    assert "kink of Abs(x)" in cases["kink [grad]"].find("system-out").text
+    table = " ".join(batch(str(path), "-f", "table").output.split())  # unwrapped
+    assert "undefined kink [grad]: one-sided derivatives differ (-1 and 1) at the kink of Abs(x)" in table
+    assert "unknown huge [value]: the reference cannot be computed here" in table
+    assert "1 undefined, 1 unknown" in table

@@ -96,12 +96,14 @@ def test_plain_is_one_tab_separated_line_per_point():
     assert fields[0] == "x=1.0,y=2.0"
     assert float(fields[1]) == math.sin(2.0)
     assert [float(v) for v in fields[2].split(",")] == [2 * math.sin(2.0), math.cos(2.0)]
-    assert fields[-1] == "ok" and len(fields) == 7
+    assert fields[-2:] == ["ok", "-"] and len(fields) == 8
     assert lines[1].split("\t")[2] == "0.0,0.0"
+    undefined = run("grad", "Abs(x)", "--at", "x=0", "-f", "plain").output.rstrip("\n").split("\t")
+    assert undefined[-2:] == ["undefined", "∂f/∂x: one-sided derivatives differ (-1 and 1) at the kink of Abs(x)"]
 
 
 def test_plain_is_the_default_when_piped():
-    assert run("value", "x+1", "--at", "x=1").output == "x=1.0\t2.0\t2.0\t2.0\t0.0\t0.0\tok\n"
+    assert run("value", "x+1", "--at", "x=1").output == "x=1.0\t2.0\t2.0\t2.0\t0.0\t0.0\tok\t-\n"
 
 
 def test_plain_hessian_rows_separated_by_semicolons():
@@ -213,7 +215,8 @@ def test_internal_errors_are_exit_3_without_traceback(monkeypatch):
 def test_each_help_shows_a_working_example(command, example):
     help_text = run(command, "--help").output
     assert example in help_text
-    assert "Exit status: 0 no mismatch, 1 at least one mismatch, 2 invalid input,\n  3 internal error" in help_text
+    exits = "Exit status: 0 no mismatch (undefined and unknown allowed), 1 a mismatch,\n  2 invalid input, 3 internal"
+    assert exits in help_text
     args = example.split(" ", 2)[2]
     expr, rest = args[1:].split('" ', 1)
     assert run(command, expr, *rest.split()).exit_code == 0
@@ -248,15 +251,16 @@ def test_python_dash_m_runs_the_cli():
     [
         (["grad", "sqrt(x)", "--at", "x=0"], "undefined", 0),
         (["grad", "x*sqrt(x)", "--at", "x=0"], "mismatch", 1),
-        (["grad", "Abs(x)", "--at", "x=0"], "ok", 0),
+        (["grad", "Abs(x)", "--at", "x=0"], "undefined", 0),
         (["grad", "Piecewise((sqrt(x), x > 0), (0, True))", "--at", "x=-1"], "ok", 0),
-        (["grad", "Piecewise((sqrt(x), x > 0), (0, True))", "--at", "x=0"], "ok", 0),
+        (["grad", "Piecewise((sqrt(x), x > 0), (0, True))", "--at", "x=0"], "undefined", 0),
         (["grad", "Piecewise((log(x), x > 0), (0, True))", "--at", "x=-1"], "ok", 0),
-        (["grad", "Piecewise((log(x), x > 0), (0, True))", "--at", "x=0"], "ok", 0),
+        (["grad", "Piecewise((log(x), x > 0), (0, True))", "--at", "x=0"], "undefined", 0),
+        (["grad", "x if x != 0 else 0", "--at", "x=0"], "mismatch", 1),
         (["value", "log(x)", "--at", "x=-1"], "undefined", 0),
         (["value", "1/x", "--at", "x=0"], "undefined", 0),
         (["grad", "floor(x) + x**2", "--at", "x=1.5"], "ok", 0),
-        (["grad", "x**y", "--at", "x=0,y=1"], "undefined", 0),
+        (["grad", "x**y", "--at", "x=0,y=1"], "ok", 0),
         (["grad", "x/x", "--at", "x=0"], "undefined", 0),
         (["grad", "sin(x)", "--at", "x=0.5", "--dtype", "float32"], "ok", 0),
     ],
@@ -266,6 +270,7 @@ def test_exact_verdicts_at_awkward_points(args, status, code):
     assert result.exit_code == code
     (r,) = strict_json(result.stdout)["results"]
     assert r["status"] == status
+    assert ("reason" in r) == (status == "undefined")
     if args[1] == "Abs(x)" or "Piecewise" in args[1]:
         assert r["autodiff"] == [0.0]
     if args[1] == "floor(x) + x**2":
@@ -291,3 +296,13 @@ def test_typeset_math_in_expressions_and_points():
     document = json.loads(result.output)
     assert document["expression"] == "x**2*pi - y"
     assert document["results"][0]["autodiff"] == [-2 * math.pi, -1.0]
+
+
+def test_reasons_in_json_csv_and_the_summary():
+    doc = strict_json(run("grad", "Abs(x) + y", "--at", "x=0,y=1", "--at", "x=1,y=1", "-f", "json").output)
+    first, second = doc["results"]
+    assert first["status"] == "undefined" and first["reference"] == ["NaN", 1.0] and first["abs_err"] == 0.0
+    assert first["reason"].endswith("at the kink of Abs(x)") and "reason" not in second
+    assert doc["summary"]["reasons"] == {first["reason"]: 1} and doc["summary"]["recomputed"] == 0
+    rows = list(csv.DictReader(io.StringIO(run("grad", "Abs(x)", "--at", "x=0", "-f", "csv").output)))
+    assert rows[0]["status"] == "undefined" and rows[0]["reason"].startswith("∂f/∂x: one-sided")

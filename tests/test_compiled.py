@@ -72,7 +72,7 @@ def test_compiled_engine_on_the_command_line():
         cli, ["grad", "x**2*sin(y) + exp(x*y)/(1+y**2)", "--at", "x=1,y=0", "--engine", "compiled", "--format", "plain"]
     )
     assert result.exit_code == 0, result.output
-    point, value, autodiff, reference, _, _, status = result.output.strip().split("\t")
+    point, value, autodiff, reference, _, _, status, _ = result.output.strip().split("\t")
     assert (point, value, autodiff, reference, status) == ("x=1.0,y=0.0", "1.0", "0.0,2.0", "0.0,2.0", "ok")
 
 

@@ -78,7 +78,8 @@ CASES = [
     ("Piecewise((x**2, x > 1), (x, True))", {"x": 0.5}, lambda x: x),
     ("x**3 if x >= 0 and y < 1 else -x", {"x": 0.5, "y": 0.0}, lambda x, y: x**3),
     ("x**3 if x <= 0 or not y != 1 else -x", {"x": 0.5, "y": 0.0}, lambda x, y: -x),
-    ("x**3 if x == 0.5 else -x", {"x": 0.5}, lambda x: x**3),
+    ("x**3 if x == 0.5 else -x", {"x": 0.7}, lambda x: -x),
+    ("x**3 if x != 0.5 else -x", {"x": 0.7}, lambda x: x**3),
     ("pi*x + E*x**2 + e", {"x": 0.5}, lambda x: mp.pi * x + mp.e * x**2 + mp.e),
 ]
 

@@ -128,17 +128,21 @@ def test_vectorised_reference_with_names_of_the_generated_code(side):
     assert fast.reference[-1, 0, 0] == pytest.approx(2 * x0**2 * math.cos(2 * numpy_ * x0), rel=1e-13)
 
 
-def test_the_definedness_check_leaves_the_points_alone():
+def test_the_float64_screen_leaves_the_points_alone():
     # log(x, y) once printed as numpy.log(x, y), which writes log(x) into y (its `out`)
     from diffcli.check import prepare
-    from diffcli.symbolic import defined_vectorised
+    from diffcli.symbolic import screen_vectorised
 
-    request = prepare("value", "log(x, y) + sqrt(y - 1)", grid=["x=0.5:2:4", "y=0:2:5"])
+    request = prepare("value", "log(x, y) * sqrt(y - 1)", grid=["x=0.5:2:4", "y=0:2:5"])
     points = request.points.copy()
-    defined = defined_vectorised(request.tree, request.variables, request.points)
+    screen = screen_vectorised(request.tree, request.variables, request.points)
     np.testing.assert_array_equal(request.points, points)
-    # defined where y > 1 (base 1 divides by log(1) = 0; sqrt needs y >= 1)
-    np.testing.assert_array_equal(defined, points[:, 1] > 1)
+    y = points[:, 1]
+    # certainly not real where y < 1 (sqrt of a negative number); y = 1 divides by log(1) = 0,
+    # which float64 cannot tell from an overflow: the exact reference decides there
+    np.testing.assert_array_equal(screen.undefined, y < 1)
+    np.testing.assert_array_equal(screen.suspect, y == 1)
+    assert screen.reasons == ["sqrt(y - 1) is not real"]
 
 
 def test_summary_counts_and_locates_the_largest_errors():
@@ -169,7 +173,7 @@ def test_plain_and_csv_summaries():
     fields = dict(f.split("=", 1) for f in plain.strip().split("\t"))
     assert fields["points"] == "5" and fields["mismatch"] == "1" and fields["max_abs_err_at"] == "x=0.0"
     csv_out = CliRunner().invoke(cli, ["grad", "x", "--grid", "x=0:4:5", "--summary", "-f", "csv"]).output
-    assert csv_out.splitlines()[0].startswith("command,points,ok,undefined,mismatch")
+    assert csv_out.splitlines()[0].startswith("command,points,ok,undefined,unknown,mismatch")
 
 
 def test_points_from_stdin_csv():
@@ -199,3 +203,39 @@ def test_streamed_summary_equals_the_full_one(monkeypatch, command):
         assert counts == {"ok": 690, "undefined": 1, "mismatch": 22}
     assert len(streamed) == 31 * 23 and streamed.points.shape == (0, 2) and streamed.ok is (command == "hessian")
     assert not streamed.precise  # generated points get the float64 reference
+
+
+def test_a_grid_through_a_boundary_gets_the_derivative_of_the_function():
+    # the grid point on the boundary is recomputed exactly: x everywhere, so 1 (torch: 0)
+    report = check("grad", "x if x != 0 else 0", grid=["x=-1:1:5"])
+    assert report.reference[:, 0].tolist() == [1.0] * 5
+    assert [r.status for r in report.results] == ["ok", "ok", "mismatch", "ok", "ok"]
+    assert report.recomputed == 1
+    kink = check("grad", "Abs(x - y)", grid=["x=-1:1:3", "y=-1:1:3"])
+    assert kink.counts() == {"ok": 6, "undefined": 3}  # the diagonal
+
+
+def test_a_grid_where_float64_overflows_is_recomputed_not_undefined():
+    report = check("value", "log(exp(x))", grid=["x=700:720:5"])
+    assert report.reference.tolist() == [700.0, 705.0, 710.0, 715.0, 720.0]
+    assert [r.status for r in report.results] == ["ok", "ok", "mismatch", "mismatch", "mismatch"]  # torch: inf
+    assert report.recomputed == 3
+    # a value beyond float64's range exists: torch's inf is its float64 rounding
+    assert check("value", "exp(x)", grid=["x=700:800:3"]).counts() == {"ok": 3}
+
+
+def test_a_grid_where_the_expression_cancels_is_recomputed():
+    # sqrt(x**2 + 1) - x = 1/(sqrt(x**2 + 1) + x): float64 (torch and SymPy's formula alike) gives 0
+    report = check("value", "sqrt(x^2 + 1) - x", grid=["x=1e8:1e9:2"])
+    assert report.reference.tolist() == pytest.approx([5e-9, 5e-10], rel=1e-15)
+    assert report.counts() == {"mismatch": 2}
+
+
+def test_past_the_exact_budget_points_are_unknown_and_say_so():
+    from diffcli.check import prepare
+    from diffcli.reference import Budget, Formulas, compute
+
+    request = prepare("value", "log(exp(x))", grid=["x=710:713:4"])
+    ref = compute(Formulas(request.tree, request.variables), "value", request.points, budget=Budget(points=2))
+    assert ref.exact.tolist() == [True, True, False, False] and ref.unknown.tolist() == [False, False, True, True]
+    assert "not recomputed to 30 digits: more than" in ref.reasons[2] and "--precise" in ref.reasons[2]
