@@ -671,8 +671,9 @@ class Answer:
     values: np.ndarray
     defined: np.ndarray
     unknown: np.ndarray
-    reason: str | None = None
+    reason: str | None = None  # why an element does not exist, or is unknown
     digits: list[str] = field(default_factory=list)  # each element to DIGITS significant digits ('' if none)
+    note: str | None = None  # where all exist but some at a boundary: how the reference was found
 
 
 @dataclass
@@ -682,6 +683,7 @@ class _Directional:
     coefficients: list[Num] = field(default_factory=list)  # a_1, a_2, ...: those that exist
     reason: str | None = None  # why the next one does not
     unknown: str | None = None  # why the next one could not be computed
+    boundary: str = ""  # " at the kink of Abs(x)": where a switch changes across the point
 
 
 class _Point:
@@ -750,7 +752,7 @@ class _Point:
             out.reason = f"not defined on either side of the point ({right[1]})"
             return out
         switch = _switch(self.value_switches, right[2], left[2])
-        label = _at(switch)
+        label = out.boundary = _at(switch)
         for _, (series, _, _) in sides:
             if not series.has_limit():
                 out.reason = "infinite on one side" + label
@@ -817,9 +819,44 @@ def _unit(n: int, *entries: tuple[int, int]) -> tuple[Fraction, ...]:
     return tuple(d)
 
 
-def _quantity(point: _Point, command: str, f0: Num, tangent) -> tuple[list, list, list, str | None]:
-    """(values, defined, unknown, reason) for grad, hessian or jvp: from one Taylor
-    polynomial where the function is smooth, else along rays."""
+@dataclass
+class _Entries:
+    """The quantity's elements as they are found: values (None where there is none), which
+    exist, which could not be computed, why not, and notes on those found at a boundary."""
+
+    values: list = field(default_factory=list)
+    defined: list = field(default_factory=list)
+    unknown: list = field(default_factory=list)
+    reasons: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def found(self, value: Num, note: str | None = None) -> None:
+        self.values.append(value), self.defined.append(True), self.unknown.append(False)
+        if note:
+            self.notes.append(note)
+
+    def missing(self, reason: str, unknown: bool = False) -> None:
+        self.values.append(None), self.defined.append(False), self.unknown.append(unknown)
+        self.reasons.append(reason)
+
+    def copy_of(self, k: int) -> None:
+        self.values.append(self.values[k]), self.defined.append(self.defined[k]), self.unknown.append(self.unknown[k])
+
+    def collect(self, found: _Directional, order: int, label: str, scale: int = 1) -> None:
+        """The order-th directional derivative (times ``scale``), or why there is none."""
+        if len(found.coefficients) >= order:
+            c = found.coefficients[order - 1]
+            note = (
+                found.boundary and f"{label}: the derivative of the function{found.boundary}, whose pieces agree there"
+            )
+            self.found(Num(c.v * scale, c.e + math.log2(scale)), note)
+        else:
+            self.missing(f"{label}: {found.unknown or found.reason}", found.unknown is not None)
+
+
+def _quantity(point: _Point, command: str, f0: Num, tangent) -> _Entries:
+    """The elements of grad, hessian or jvp: from one Taylor polynomial where the function is
+    smooth, else along rays."""
     n, ar = len(point.variables), point.ar
     order = 2 if command == "hessian" else 1
     try:
@@ -827,6 +864,7 @@ def _quantity(point: _Point, command: str, f0: Num, tangent) -> tuple[list, list
     except Awkward:
         return _along_rays(point, command, f0, tangent)
     e = [tuple(int(i == k) for k in range(n)) for i in range(n)]
+    entries = _Entries()
     if command == "grad":
         values = [jet.coefficient(e[i]) for i in range(n)]
     elif command == "jvp":
@@ -838,49 +876,41 @@ def _quantity(point: _Point, command: str, f0: Num, tangent) -> tuple[list, list
         values = [ar.scale(jet.coefficient(tuple(2 * c for c in e[i])), 2) if i == j else
                   jet.coefficient(tuple(a + b for a, b in zip(e[i], e[j])))
                   for i in range(n) for j in range(n)]  # fmt: skip
-    return values, [True] * len(values), [False] * len(values), None
+    for v in values:
+        entries.found(v)
+    return entries
 
 
-def _along_rays(point: _Point, command: str, f0: Num, tangent):
+def _along_rays(point: _Point, command: str, f0: Num, tangent) -> _Entries:
     n, ar = len(point.variables), point.ar
-    reasons: list[str] = []
+    entries = _Entries()
     if command in ("grad", "jvp"):
         directions = [_unit(n, (i, 1)) for i in range(n)] if command == "grad" else \
             [tuple(Fraction(float(t)) for t in tangent)]  # fmt: skip
-        values, defined, unknown = [], [], []
         for d in directions:
             if not any(d):
-                values.append(ar.zero), defined.append(True), unknown.append(False)
-                continue
-            found = point.directional(d, 1, f0)
-            _collect(found, 1, values, defined, unknown, reasons, _label(point.variables, d, command))
-        return values, defined, unknown, (reasons[0] if reasons else None)
-    second = {}
-    for i in range(n):
-        found = point.directional(_unit(n, (i, 1)), 2, f0)
-        second[i] = found
-    values, defined, unknown = [], [], []
+                entries.found(ar.zero)
+            else:
+                entries.collect(point.directional(d, 1, f0), 1, _label(point.variables, d, command))
+        return entries
+    second = {i: point.directional(_unit(n, (i, 1)), 2, f0) for i in range(n)}
     for i in range(n):
         for j in range(n):
             if i == j:
-                _collect(second[i], 2, values, defined, unknown, reasons, f"∂²f/∂{point.variables[i]}²",
-                         scale=2)  # fmt: skip
-                continue
-            if j < i:  # symmetric
-                k = j * n + i
-                values.append(values[k]), defined.append(defined[k]), unknown.append(unknown[k])
-                continue
-            label = f"∂²f/∂{point.variables[i]}∂{point.variables[j]}"
-            for first in (second[i], second[j]):
-                if not first.coefficients:  # no first partial: no derivative of it either
-                    _collect(first, 1, values, defined, unknown, reasons, label)
-                    break
+                entries.collect(second[i], 2, f"∂²f/∂{point.variables[i]}²", scale=2)
+            elif j < i:  # symmetric
+                entries.copy_of(j * n + i)
             else:
-                _mixed(point, i, j, second, f0, label, values, defined, unknown, reasons)
-    return values, defined, unknown, (reasons[0] if reasons else None)
+                label = f"∂²f/∂{point.variables[i]}∂{point.variables[j]}"
+                lacking = [first for first in (second[i], second[j]) if not first.coefficients]
+                if lacking:  # no first partial: no derivative of it either
+                    entries.collect(lacking[0], 1, label)
+                else:
+                    _mixed(point, i, j, second, f0, label, entries)
+    return entries
 
 
-def _mixed(point: _Point, i: int, j: int, second: dict, f0: Num, label: str, values, defined, unknown, reasons):
+def _mixed(point: _Point, i: int, j: int, second: dict, f0: Num, label: str, entries: _Entries) -> None:
     """d2f/dxi dxj = (D2 along e_i + e_j - D2 along e_i - e_j) / 4, where f is twice
     differentiable: its directional derivatives along these lines must be linear in the
     direction, and the second ones fit one Hessian (the parallelogram law)."""
@@ -889,7 +919,7 @@ def _mixed(point: _Point, i: int, j: int, second: dict, f0: Num, label: str, val
     minus = point.directional(_unit(n, (i, 1), (j, -1)), 2, f0)
     for found in (plus, minus):
         if len(found.coefficients) < 2:
-            _collect(found, 2, values, defined, unknown, reasons, label)
+            entries.collect(found, 2, label)
             return
     gi, gj = second[i].coefficients[0], second[j].coefficients[0]
     linear = ar.equal(plus.coefficients[0], ar.add(gi, gj)) and ar.equal(minus.coefficients[0], ar.sub(gi, gj))
@@ -899,27 +929,21 @@ def _mixed(point: _Point, i: int, j: int, second: dict, f0: Num, label: str, val
         fits = ar.equal(ar.add(plus.coefficients[1], minus.coefficients[1]), diagonal)
     if not (linear and fits):
         why = "not differentiable here" if not linear else "not twice differentiable here"
-        reasons.append(f"{label}: {why} (the directional derivatives do not fit one derivative)")
-        values.append(None), defined.append(False), unknown.append(False)
+        entries.missing(f"{label}: {why} (the directional derivatives do not fit one derivative)")
         return
-    values.append(ar.scale(ar.sub(plus.coefficients[1], minus.coefficients[1]), Fraction(1, 2)))
-    defined.append(True), unknown.append(False)
+    note = _note(label, plus.boundary or minus.boundary)
+    entries.found(ar.scale(ar.sub(plus.coefficients[1], minus.coefficients[1]), Fraction(1, 2)), note)
+
+
+def _note(label: str, boundary: str) -> str | None:
+    """Why a reference found at a boundary may differ from the formula of the piece taken."""
+    return boundary and f"{label}: the derivative of the function{boundary}, whose pieces agree there"
 
 
 def _label(variables, d, command) -> str:
     if command == "jvp":
         return "∂f·t"
     return f"∂f/∂{variables[[bool(c) for c in d].index(True)]}"
-
-
-def _collect(found: _Directional, order: int, values, defined, unknown, reasons, label: str, scale: int = 1):
-    if len(found.coefficients) >= order:
-        c = found.coefficients[order - 1]
-        values.append(Num(c.v * scale, c.e + math.log2(scale)))
-        defined.append(True), unknown.append(False)
-        return
-    values.append(None), defined.append(False), unknown.append(found.unknown is not None)
-    reasons.append(f"{label}: {found.unknown or found.reason}")
 
 
 def _accurate(values: list) -> int:
@@ -942,8 +966,8 @@ def answer(tree: Node, variables: Sequence[str], point: Sequence[float], command
     prec = START_BITS
     while True:
         try:
-            values, defined, unknown, reason = _attempt(tree, variables, point, command, tangent, prec)
-            missing = _accurate([v for v in values if v is not None])
+            entries = _attempt(tree, variables, point, command, tangent, prec)
+            missing = _accurate([v for v in entries.values if v is not None])
             if missing:
                 raise NeedPrecision(missing)
             break
@@ -955,21 +979,26 @@ def answer(tree: Node, variables: Sequence[str], point: Sequence[float], command
             return _unknown(shape, size, f"the reference cannot be computed here: {exc}")
         except Undefined as exc:
             return Answer(np.full(shape, math.nan), np.zeros(shape, bool), np.zeros(shape, bool), exc.reason)
+    values = entries.values
     floats = np.array([math.nan if v is None else float(v.v) for v in values], dtype=np.float64).reshape(shape)
     digits = ["" if v is None else mpmath.nstr(v.v, DIGITS, strip_zeros=False) for v in values]
-    defined_mask = np.array(defined, bool).reshape(shape)
-    return Answer(floats, defined_mask, np.array(unknown, bool).reshape(shape), reason, digits)
+    reason = entries.reasons[0] if entries.reasons else None
+    note = entries.notes[0] if entries.notes and not reason else None
+    defined, unknown = (np.array(mask, bool).reshape(shape) for mask in (entries.defined, entries.unknown))
+    return Answer(floats, defined, unknown, reason, digits, note)
 
 
 def _unknown(shape, size, reason: str) -> Answer:
     return Answer(np.full(shape, math.nan), np.zeros(shape, bool), np.ones(shape, bool), reason)
 
 
-def _attempt(tree, variables, point, command, tangent, prec):
+def _attempt(tree, variables, point, command, tangent, prec) -> _Entries:
     p = _Point(tree, variables, point, prec)
     f0 = p.value()
     if command == "value":
-        return [f0], [True], [False], None
+        entries = _Entries()
+        entries.found(f0)
+        return entries
     return _quantity(p, command, f0, tangent)
 
 

@@ -158,8 +158,8 @@ class Budget:
 class Reference:
     """The reference at every point. ``values`` (P, *shape) hold it in float64 (+-inf where a
     value that exists is beyond float64's range); ``defined`` and ``unknown`` are element
-    masks; ``reasons`` say why a point's reference does not exist or is unknown; ``exact``
-    marks the points whose reference is the 30-digit one."""
+    masks; ``reasons`` say why a point's reference does not exist or is unknown, or, where it
+    was found at a boundary, how; ``exact`` marks the points whose reference is the 30-digit one."""
 
     formulas: Any  # strings, in the quantity's shape
     values: np.ndarray
@@ -184,7 +184,7 @@ class Reference:
 def _fill_exact(ref: Reference, i: int, formulas: Formulas, command: str, point, tangent) -> None:
     found = formulas.answer(command, tangent, tuple(map(float, point)))
     ref.values[i], ref.defined[i], ref.unknown[i] = found.values, found.defined, found.unknown
-    ref.reasons[i], ref.exact[i] = found.reason, True
+    ref.reasons[i], ref.exact[i] = found.reason or found.note, True
 
 
 def _float64(formulas: Formulas, command: str, points: np.ndarray, tangent) -> np.ndarray:

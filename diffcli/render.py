@@ -92,7 +92,7 @@ def result_dict(result: PointResult) -> dict[str, Any]:
         "status": result.status,
     }
     if result.reason is not None:
-        out["reason"] = result.reason
+        out["reason" if result.status in (UNDEFINED, UNKNOWN) else "note"] = result.reason
     if result.aux:
         out["aux"] = {k: json_number(v) for k, v in result.aux.items()}
     return out
@@ -287,8 +287,8 @@ def _point_table(report: Report, result: PointResult):
     for name, value in result.aux.items():
         title.append_text(Text.assemble((f"  {name} = ", "dim"), short_number(value)))
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False,
-                  caption=result.reason and f"{result.status}: {result.reason}", caption_justify="left",
-                  caption_style=STYLE.get(result.status, ""))  # fmt: skip
+                  caption=_caption(result), caption_justify="left",
+                  caption_style=STYLE[result.status] if result.status in (UNDEFINED, UNKNOWN) else "dim")  # fmt: skip
     table.add_column("", style="bold", no_wrap=True)
     table.add_column("autodiff", justify="right", no_wrap=True)
     table.add_column("symbolic", overflow="fold", ratio=1)
@@ -305,6 +305,12 @@ def _point_table(report: Report, result: PointResult):
         status = Text(verdict.status, style=STYLE[verdict.status])
         table.add_row(label, short_number(a), formula, short_number(r), err, status)
     return table
+
+
+def _caption(result: PointResult) -> str | None:
+    if result.reason is None:
+        return None
+    return f"{result.status if result.status in (UNDEFINED, UNKNOWN) else 'note'}: {result.reason}"
 
 
 def _summary_table(report: Report):

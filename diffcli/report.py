@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcli.verdict import MISMATCH, STATUSES, Tolerance, Verdict, Verdicts
+from diffcli.verdict import MISMATCH, STATUSES, UNDEFINED, UNKNOWN, Tolerance, Verdict, Verdicts
 
 COMMANDS = ("value", "grad", "hessian", "jvp")
 
@@ -37,7 +37,7 @@ class PointResult:
     reference: np.ndarray  # the true answer at the point (see diffcli.reference)
     verdict: Verdict
     aux: dict[str, float] = field(default_factory=dict)  # named sub-expressions (batch `let`)
-    reason: str | None = None  # why the reference does not exist, or is unknown
+    reason: str | None = None  # why the reference does not exist or is unknown; else a note, or None
     defined: np.ndarray | None = None  # which elements of the reference exist (default: the finite ones)
     unknown: np.ndarray | None = None  # which could not be computed
 
@@ -72,7 +72,7 @@ class Summary:
         for s, found in status_counts(verdicts.status).items():
             self.counts[s] = self.counts.get(s, 0) + found
         if reasons is not None:
-            for reason in reasons[verdicts.status != MISMATCH]:
+            for reason in reasons[(verdicts.status == UNDEFINED) | (verdicts.status == UNKNOWN)]:
                 if reason is not None:
                     key = reason if reason in self.reasons or len(self.reasons) < self.REASONS else "other reasons"
                     self.reasons[key] = self.reasons.get(key, 0) + 1
@@ -117,7 +117,7 @@ class Report:
     streamed: Summary | None = None  # set when only the summary was kept (the arrays are empty)
     defined: np.ndarray | None = None  # (P, *shape): which reference elements exist (default: the finite ones)
     unknown: np.ndarray | None = None  # (P, *shape): which could not be computed
-    reasons: np.ndarray | None = None  # (P,): why a reference does not exist or is unknown, or None
+    reasons: np.ndarray | None = None  # (P,): why a reference does not exist or is unknown; else a note
     exact: np.ndarray | None = None  # (P,): which points have the 30-digit reference
 
     @property

@@ -306,3 +306,9 @@ def test_reasons_in_json_csv_and_the_summary():
     assert doc["summary"]["reasons"] == {first["reason"]: 1} and doc["summary"]["recomputed"] == 0
     rows = list(csv.DictReader(io.StringIO(run("grad", "Abs(x)", "--at", "x=0", "-f", "csv").output)))
     assert rows[0]["status"] == "undefined" and rows[0]["reason"].startswith("∂f/∂x: one-sided")
+
+
+def test_a_note_where_the_reference_is_not_the_formula_of_the_piece_taken():
+    (r,) = strict_json(run("grad", "x if x != 0 else 0", "--at", "x=0", "-f", "json").output)["results"]
+    assert r["status"] == "mismatch" and r["reference"] == [1.0] and "reason" not in r
+    assert r["note"].startswith("∂f/∂x: the derivative of the function at the boundary x != 0")

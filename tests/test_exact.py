@@ -175,3 +175,10 @@ def test_constants():
     assert exact.constant(parse_expression("pi/4")) == math.pi / 4
     assert math.isnan(exact.constant(parse_expression("log(-1)")))
     assert exact.constant(parse_expression("(exp(1000) + 1) - exp(1000)")) == 1.0
+
+
+def test_a_reference_found_where_pieces_meet_says_so():
+    found = answer("grad", "x if x != 0 else 0", {"x": 0})
+    assert found.reason is None
+    assert found.note == "∂f/∂x: the derivative of the function at the boundary x != 0, whose pieces agree there"
+    assert answer("grad", "x**2", {"x": 0}).note is None

@@ -239,3 +239,20 @@ def test_past_the_exact_budget_points_are_unknown_and_say_so():
     ref = compute(Formulas(request.tree, request.variables), "value", request.points, budget=Budget(points=2))
     assert ref.exact.tolist() == [True, True, False, False] and ref.unknown.tolist() == [False, False, True, True]
     assert "not recomputed to 30 digits: more than" in ref.reasons[2] and "--precise" in ref.reasons[2]
+
+
+def test_every_command_on_a_grid_through_boundaries():
+    # x*Abs(x) through 0: value and gradient exist (0 at 0); the Hessian does not (-2 and 2)
+    grid = {"grid": ["x=-1:1:3"]}
+    assert check("value", "x*Abs(x)", **grid).counts() == {"ok": 3}
+    assert check("grad", "x*Abs(x)", **grid).counts() == {"ok": 3}
+    hessian = check("hessian", "x*Abs(x)", **grid)
+    assert hessian.counts() == {"ok": 2, "undefined": 1} and hessian.results[1].reason.endswith("kink of Abs(x)")
+    # sin(x)/x if x != 0 else 1: the Hessian at 0 is -1/3 (1 - x**2/6 + ...); torch's is 0
+    sinc = check("hessian", "sin(x)/x if x != 0 else 1", **grid)
+    assert sinc.reference[1, 0, 0] == pytest.approx(-1 / 3, rel=1e-15) and sinc.results[1].status == "mismatch"
+    # a JVP along the kink of Abs(x - y) exists (0); across it, it does not
+    along = check("jvp", "Abs(x - y)", grid=["x=0:1:2"], at=["y=0"], tangent="x=1,y=1")
+    across = check("jvp", "Abs(x - y)", grid=["x=0:1:2"], at=["y=0"], tangent="x=1,y=0")
+    assert [r.status for r in along.results] == ["ok", "ok"] and along.reference.tolist() == [0.0, 0.0]
+    assert [r.status for r in across.results] == ["undefined", "ok"] and across.reference[1] == 1.0
