@@ -59,6 +59,8 @@ TARGET_BITS = math.ceil(DIGITS * math.log2(10)) + 4
 START_BITS, MAX_BITS = 160, 20_000
 #: Terms beyond the order asked that a ray may expand before it gives up.
 MAX_EXTRA_TERMS = 16
+#: Integer powers up to this one are computed by multiplication (exactly, where the base is exact).
+SMALL_POWER = 16
 #: An argument this many bits long (|x| >= 2**MAX_ARGUMENT_BITS) is beyond what a
 #: periodic or exponential function can be evaluated at.
 MAX_ARGUMENT_BITS = 16_000
@@ -533,6 +535,11 @@ class Evaluator:
 
     def _constant_power(self, b, alpha: Num, n: int, integer: bool):
         alg, ar = self.alg, self.ar
+        if integer and 0 <= n <= SMALL_POWER:  # by multiplication: exact where b is (x**2 - 1 at 1 is 0)
+            result = alg.constant(ar.one)
+            for _ in range(n):
+                result = result * b
+            return result
         if isinstance(alg, _Ray):
             return b.power(alpha, ar.exponent(alpha), integer)
         s = ar.sign(b.base)
@@ -766,16 +773,9 @@ class _Point:
         for j in range(1, order + 1):
             values = []
             for s, (series, _, _) in sides:
-                if (
-                    any(e < j and e.denominator != 1 for e in series.terms)
-                    or any(e < j and e < 0 for e in series.terms)
-                    or (series.cut <= j)
-                ):
-                    out.reason = (
-                        "infinite one-sided derivative" + label
-                        if any(e.denominator != 1 and e < j for e in series.terms)
-                        else "no one-sided derivative" + label
-                    )
+                fractional = series.present(lambda e, j=j: e < j and e.denominator != 1)
+                if fractional or series.cut <= j:
+                    out.reason = ("infinite one-sided derivative" if fractional else "no one-sided derivative") + label
                     return out
                 c = series.terms.get(Fraction(j), ar.zero)
                 values.append(c if s > 0 or j % 2 == 0 else ar.neg(c))
@@ -912,8 +912,11 @@ def _along_rays(point: _Point, command: str, f0: Num, tangent) -> _Entries:
 
 def _mixed(point: _Point, i: int, j: int, second: dict, f0: Num, label: str, entries: _Entries) -> None:
     """d2f/dxi dxj = (D2 along e_i + e_j - D2 along e_i - e_j) / 4, where f is twice
-    differentiable: its directional derivatives along these lines must be linear in the
-    direction, and the second ones fit one Hessian (the parallelogram law)."""
+    differentiable in the plane of the two axes: along both axes and both diagonals, with
+    first directional derivatives linear in the direction and second ones that fit one
+    Hessian (the parallelogram law). Where a second derivative along an axis does not
+    exist, neither does the mixed one: pieces that differ to second order near the point
+    can hide between the four lines (log(1 + Min(tanh(x + y), Heaviside(x - y))**2) at 0)."""
     n, ar = len(point.variables), point.ar
     plus = point.directional(_unit(n, (i, 1), (j, 1)), 2, f0)
     minus = point.directional(_unit(n, (i, 1), (j, -1)), 2, f0)
@@ -921,12 +924,14 @@ def _mixed(point: _Point, i: int, j: int, second: dict, f0: Num, label: str, ent
         if len(found.coefficients) < 2:
             entries.collect(found, 2, label)
             return
+    for found in (second[i], second[j]):  # twice differentiable along both axes, too
+        if len(found.coefficients) < 2:
+            entries.collect(found, 2, label)
+            return
     gi, gj = second[i].coefficients[0], second[j].coefficients[0]
     linear = ar.equal(plus.coefficients[0], ar.add(gi, gj)) and ar.equal(minus.coefficients[0], ar.sub(gi, gj))
-    fits = True
-    if linear and len(second[i].coefficients) == 2 and len(second[j].coefficients) == 2:
-        diagonal = ar.scale(ar.add(second[i].coefficients[1], second[j].coefficients[1]), 2)
-        fits = ar.equal(ar.add(plus.coefficients[1], minus.coefficients[1]), diagonal)
+    diagonal = ar.scale(ar.add(second[i].coefficients[1], second[j].coefficients[1]), 2)
+    fits = linear and ar.equal(ar.add(plus.coefficients[1], minus.coefficients[1]), diagonal)
     if not (linear and fits):
         why = "not differentiable here" if not linear else "not twice differentiable here"
         entries.missing(f"{label}: {why} (the directional derivatives do not fit one derivative)")
@@ -980,12 +985,22 @@ def answer(tree: Node, variables: Sequence[str], point: Sequence[float], command
         except Undefined as exc:
             return Answer(np.full(shape, math.nan), np.zeros(shape, bool), np.zeros(shape, bool), exc.reason)
     values = entries.values
-    floats = np.array([math.nan if v is None else float(v.v) for v in values], dtype=np.float64).reshape(shape)
+    floats = np.array([math.nan if v is None else _float(v) for v in values], dtype=np.float64).reshape(shape)
     digits = ["" if v is None else mpmath.nstr(v.v, DIGITS, strip_zeros=False) for v in values]
     reason = entries.reasons[0] if entries.reasons else None
     note = entries.notes[0] if entries.notes and not reason else None
     defined, unknown = (np.array(mask, bool).reshape(shape) for mask in (entries.defined, entries.unknown))
     return Answer(floats, defined, unknown, reason, digits, note)
+
+
+def _float(v: Num) -> float:
+    """The nearest float64, also for values far beyond its range (exp(-exp(1250)) is 0.0)."""
+    m = _mag(v.v)
+    if m < -1100:
+        return math.copysign(0.0, v.v)
+    if m > 1100:
+        return math.copysign(math.inf, v.v)
+    return float(v.v)
 
 
 def _unknown(shape, size, reason: str) -> Answer:

@@ -81,9 +81,18 @@ def _context() -> mpmath.ctx_mp.MPContext:
 
 
 def _mag(v) -> float:
-    """log2 of an upper bound of |v| (|v| lies in [2**(m-1), 2**m)); -inf for 0."""
-    _, man, exp, bc = v._mpf_
-    return exp + bc if man else -INF
+    """log2 of an upper bound of |v| (|v| lies in [2**(m-1), 2**m)); -inf for 0. Exponents
+    beyond a float's range (exp(-exp(1250)) has one of about -10**543) are held as +-1e300."""
+    return _tuple_mag(v._mpf_)
+
+
+def _tuple_mag(t) -> float:
+    """:func:`_mag` of a raw mpf tuple."""
+    _, man, exp, bc = t
+    if not man:
+        return -INF
+    m = exp + bc
+    return float(m) if -(10**300) < m < 10**300 else (1e300 if m > 0 else -1e300)
 
 
 def lse(*es: float) -> float:
@@ -180,7 +189,7 @@ class Arith:
             if t[3] <= self.prec:
                 return Num(self.ctx.make_mpf(t))
         t = libmp.mpf_add(x, y, self.prec, "n")
-        return Num(self.ctx.make_mpf(t), lse(a.e, b.e, (t[2] + t[3] - self.prec) if t[1] else -INF))
+        return Num(self.ctx.make_mpf(t), lse(a.e, b.e, _tuple_mag(t) - self.prec))
 
     def neg(self, a: Num) -> Num:
         return Num(-a.v, a.e)
@@ -197,7 +206,7 @@ class Arith:
                 return Num(self.ctx.make_mpf(libmp.mpf_mul(x, y, 0)))
         t = libmp.mpf_mul(x, y, self.prec, "n")
         ma, mb = _mag(a.v), _mag(b.v)
-        e = lse(ma + b.e, mb + a.e, a.e + b.e, (t[2] + t[3] - self.prec) if t[1] else -INF)
+        e = lse(ma + b.e, mb + a.e, a.e + b.e, _tuple_mag(t) - self.prec)
         return Num(self.ctx.make_mpf(t), e)
 
     def div(self, a: Num, b: Num) -> Num:
@@ -206,7 +215,7 @@ class Arith:
         t = libmp.mpf_div(x, y, self.prec, "n")
         if a.e == b.e == -INF and (not t[1] or libmp.mpf_mul(t, y, 0) == x):
             return Num(self.ctx.make_mpf(t))
-        mb, mr = _mag(b.v), (t[2] + t[3]) if t[1] else -INF
+        mb, mr = _mag(b.v), _tuple_mag(t)
         e = lse(a.e - mb + 1, mr + b.e - mb + 2, mr - self.prec)
         return Num(self.ctx.make_mpf(t), e)
 
@@ -675,8 +684,14 @@ class Series:
         """The limit as s -> 0+, for a series that has one (no pole, no log term)."""
         return self.terms.get(Fraction(0), self.ar.zero)
 
+    def present(self, exponents: Callable[[Fraction], bool]) -> bool:
+        """Whether a term of one of these exponents has a coefficient that is not zero within
+        its error bound (one that cancelled to within 2**-ZERO_BITS is no pole and no
+        fractional power)."""
+        return any(self.ar.sign(c) for e, c in self.terms.items() if exponents(e))
+
     def has_limit(self) -> bool:
-        return self.log is None and all(e >= 0 for e in self.terms) and self.cut > 0
+        return self.log is None and not self.present(lambda e: e < 0) and self.cut > 0
 
     def leading(self):
         """(exponent, coefficient) of the first term that is certainly not zero; None when
@@ -693,7 +708,7 @@ class Series:
 
     def sign(self) -> int:
         """The sign of f(p + s d) for all small s > 0."""
-        if self.log is not None and all(e >= 0 for e in self.terms):
+        if self.log is not None and not self.present(lambda e: e < 0):
             return -self.ar.sign(self.log)  # log(s) -> -inf dominates every power
         lead = self.leading()
         if lead is not None:
@@ -704,7 +719,7 @@ class Series:
 
     def infinite(self) -> int:
         """+-1 when f -> +-inf as s -> 0+ (a pole, or a log term), else 0."""
-        if self.log is None and all(e >= 0 for e in self.terms):
+        if self.log is None and not self.present(lambda e: e < 0):
             return 0
         return self.sign()
 
@@ -787,8 +802,8 @@ class Series:
             raise Unresolvable("the reciprocal of a logarithm")
         lead = self.leading()
         if lead is None:
-            if self.flat:
-                raise Infinite("the reciprocal of a value flatter than any power")
+            if self.flat:  # exp(1/s**2): no power series holds it, and a quotient of flat values may be finite
+                raise Unresolvable("the reciprocal of a value flatter than any power")
             raise ZeroDivisionError
         v, c = lead
         ar = self.ar
@@ -847,6 +862,11 @@ class Series:
         v, c = lead
         if ar.sign(c) < 0 and not integer:
             raise ValueError("not real")
+        if integer and 0 <= alpha_exponent <= 16:  # by multiplication: exact where self is
+            result = Series.constant(ar, ar.one)
+            for _ in range(int(alpha_exponent)):
+                result = result * self
+            return result
         grown = self.split(v, c).compose(power_coefficients(alpha), ar.one)
         magnitude = ar.apply(
             lambda ctx, x: ctx.power(abs(x), alpha.v), c, lambda ctx, x: alpha.v * ctx.power(abs(x), alpha.v - 1)

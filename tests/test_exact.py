@@ -61,6 +61,7 @@ CASES = [
     ("grad", "log(exp(x)+exp(y))", {"x": 1000, "y": 1000}, [0.5, 0.5]),  # e**x/(e**x + e**y)
     ("hessian", "log(exp(x)+exp(y))", {"x": 1000, "y": 1000}, [0.25, -0.25, -0.25, 0.25]),
     ("value", "exp(x)", {"x": 800}, [math.inf]),  # exists: beyond float64's range, so inf
+    ("value", "exp(-1/exp(-1/y**2)**2)", {"y": -0.04}, [0.0]),  # exp(-exp(1250)): beyond float64, 0
     # -- derivatives that exist where SymPy's formula is 0/0 or 0*inf
     ("grad", "sinc(x)", {"x": 0}, [0.0]),
     ("hessian", "sinc(x)", {"x": 0}, [-1 / 3]),
@@ -105,6 +106,8 @@ CASES = [
     ("hessian", "Abs(x) + y^2", {"x": 0, "y": 0}, [U, U, U, 2.0]),
     ("hessian", "x if y != 0 else 0", {"x": 0, "y": 0}, [0.0, U, U, 0.0]),  # f(t, t) = t: not differentiable
     ("hessian", "x*y + Abs(x - y)**3", {"x": 1, "y": 1}, [0.0, 1.0, 1.0, 0.0]),
+    # 0 where x < y and x + y > 0, about (x + y)**2 elsewhere: df/dx(0, y) is 0 above and 2y below
+    ("hessian", "log(1 + Min(tanh(x + y), Heaviside(x - y))**2)", {"x": 0, "y": 0}, [2.0, U, U, U]),
     ("hessian", "x^2*sin(y)", {"x": 1, "y": 2}, [2 * math.sin(2), 2 * math.cos(2), 2 * math.cos(2), -math.sin(2)]),
 ]
 

@@ -4,7 +4,9 @@ import contextlib
 import math
 import re
 
+import mpmath
 import numpy as np
+import oracle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -205,3 +207,165 @@ def test_a_chain_is_folded_left_to_right_as_typed(operands, picks, kind, x, y):
 def test_typeset_operators_parse_as_their_ascii_spelling(expr):
     typeset = re.sub(r"(?<!\*)\*(?!\*)", "×", expr).replace("-", "−").replace("/", "÷")
     assert parse_expression(typeset) == parse_expression(expr)
+
+
+# -- the truth at awkward points, against one-sided finite differences ----------------------
+# Random expressions built around kinks, jumps, ties, pieces and singular points, at points
+# chosen to land on them, checked against an independent mpmath evaluation of the same tree
+# (tests/oracle.py) differentiated by one-sided finite differences at 120 digits.
+
+AWKWARD = [
+    "Abs({})", "floor({})", "ceiling({})", "sign({})", "Heaviside({})", "Max({}, 0)", "Min({}, 1)",
+    "Max({0}, -({0}))", "({0}) if ({0}) > 0 else 0", "({0})**2 if ({0}) < 1 else 2*({0}) - 1",
+    "({0}) if ({0}) != 0 else 0", "Abs({})**3", "({0})*Abs({0})", "sqrt(Abs({}))", "({0})*sqrt(Abs({0}))",
+    "sin({0})/({0}) if ({0}) != 0 else 1", "Mod({}, 1)", "cbrt({})", "exp(-1/({0})**2) if ({0}) != 0 else 0",
+    "sin({})", "exp({})", "({})**2", "atan({})", "log(1 + ({})**2)", "tanh({})",
+]  # fmt: skip
+AWKWARD_BINARY = ["({}) + ({})", "({})*({})", "({}) - ({})", "Max({}, {})", "Min({}, {})", "atan2({}, {})"]
+awkward_leaves = st.sampled_from(["x", "y", "x - 1", "x + y", "2*y", "x - y"])
+awkward_expressions = st.recursive(
+    awkward_leaves,
+    lambda children: (
+        st.builds(lambda t, a: t.format(a), st.sampled_from(AWKWARD), children)
+        | st.builds(lambda t, a, b: t.format(a, b), st.sampled_from(AWKWARD_BINARY), children, children)
+    ),
+    max_leaves=3,
+)
+on_boundaries = st.sampled_from([0.0, 1.0, -1.0, 0.5, 2.0, -0.5]) | st.floats(-2, 2).map(lambda v: round(v, 2))
+
+OVERFLOW = ["log(exp({0}) + exp({1}))", "log(exp({0}))", "exp({0})*exp(-({0}))", "(exp({0}) + 1) - exp({0})",
+            "exp({0})/(exp({0}) + exp({1}))", "log(cosh({0}))", "sqrt(exp({0}))*exp(-({0})/2)"]  # fmt: skip
+overflow_expressions = st.builds(
+    lambda t, a, b: t.format(a, b), st.sampled_from(OVERFLOW), st.sampled_from(["x", "y", "x + y"]),
+    st.sampled_from(["x", "y", "2*y"]),
+)  # fmt: skip
+overflowing = st.sampled_from([700.0, 710.0, 750.0, 1000.0, -1000.0, 0.5])
+
+
+def _fd_close(a, b, rel=1e-9, tiny=1e-9):
+    return abs(a - b) <= rel * max(abs(a), abs(b)) + tiny
+
+
+def _one_side(f, p, d, order):
+    """The order-th derivative along d from the side d points to: None where f has no value
+    there, "diverges" where the differences do not settle (a jump, an infinite slope)."""
+
+    def estimate(h):
+        values = [f([c + j * h * e for c, e in zip(p, d)]) for j in range(order + 1)]
+        if any(v is None for v in values):
+            return None
+        return sum((-1) ** (order - j) * mpmath.binomial(order, j) * v for j, v in enumerate(values)) / h**order
+
+    coarse, fine = estimate(oracle.STEP), estimate(oracle.STEP / 4)
+    if coarse is None or fine is None:
+        return None
+    return fine if _fd_close(coarse, fine) else "diverges"
+
+
+def _directional(f, p, d, order):
+    """The two-sided derivative of this order along d from finite differences: a number, or
+    None where there is none (no side, a side that diverges, sides that differ)."""
+    right = _one_side(f, p, d, order)
+    left = _one_side(f, p, [-e for e in d], order)
+    if left not in (None, "diverges"):
+        left = left * (-1) ** order  # the derivative along -d, turned into one along d
+    sides = [s for s in (right, left) if s is not None]
+    if not sides or "diverges" in sides:
+        return None
+    if len(sides) == 2 and not _fd_close(*sides):
+        return None
+    return sides[0]
+
+
+def _mixed(f, p, i, j):
+    """d2f/dxi dxj from the four quadrants' mixed differences: None unless they all agree."""
+    found = []
+    for si in (1, -1):
+        for sj in (1, -1):
+            estimates = []
+            for h in (oracle.STEP, oracle.STEP / 4):
+
+                def shifted(a, b, h=h, si=si, sj=sj):
+                    q = list(p)
+                    q[i] += a * si * h
+                    q[j] += b * sj * h
+                    return f(q)
+
+                values = [shifted(1, 1), shifted(1, 0), shifted(0, 1), shifted(0, 0)]
+                if any(v is None for v in values):
+                    estimates = None
+                    break
+                estimates.append((values[0] - values[1] - values[2] + values[3]) / (si * sj * h * h))
+            if estimates is None:
+                continue
+            if not _fd_close(*estimates):
+                return None
+            found.append(estimates[1])
+    if not found or not all(_fd_close(found[0], other) for other in found[1:]):
+        return None
+    return found[0]
+
+
+def _truth(command, text, names, point):
+    """Per element of the quantity: its value by finite differences, or None where none exists."""
+    with mpmath.workdps(oracle.DPS):
+        tree = oracle.parse(text)
+        p = [mpmath.mpf(c) for c in point]
+
+        def f(q):
+            return oracle.at(tree, names, q)
+
+        if f(p) is None:
+            return None  # no value: nothing exists
+        n = len(names)
+        unit = [[int(k == i) for k in range(n)] for i in range(n)]
+        if command == "value":
+            return [f(p)]
+        first = [_directional(f, p, unit[i], 1) for i in range(n)]
+        if command == "grad":
+            return first
+
+        def second(i, j):  # a second derivative needs the first ones it differentiates
+            if first[i] is None or first[j] is None:
+                return None
+            return _directional(f, p, unit[i], 2) if i == j else _mixed(f, p, i, j)
+
+        return [second(i, j) for i in range(n) for j in range(n)]
+
+
+def _check_against_differences(command, text, x, y):
+    (result,) = check(command, text, [f"x={x!r},y={y!r}"], variables="x,y").results
+    truth = _truth(command, text, ["x", "y"], [x, y])
+    if truth is None:  # f has no real value at the point
+        assert result.status in ("undefined", "unknown"), (text, x, y, result)
+        return
+    exists = np.ravel(result.defined)
+    for k, (want, ref, defined, unknown) in enumerate(
+        zip(truth, np.ravel(result.reference), exists, np.ravel(result.unknown))
+    ):
+        if unknown:
+            continue
+        if want is None:  # the differences disagree, or diverge: no derivative
+            assert not defined, (text, x, y, k, result)
+        elif defined:  # (a value beyond float64's range is inf in both)
+            want = float(want)
+            assert want == ref or _fd_close(want, ref, rel=1e-9, tiny=1e-9), (text, x, y, k, want, result)
+        elif command != "hessian" or k in (0, 3):  # a first or pure second derivative that exists
+            raise AssertionError(("a false undefined", text, x, y, k, float(want), result))
+
+
+COMMANDS = st.sampled_from(["value", "grad", "hessian"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(expr=awkward_expressions, x=on_boundaries, y=on_boundaries, command=COMMANDS)
+def test_at_kinks_jumps_and_boundaries_the_reference_is_what_finite_differences_say(expr, x, y, command):
+    """Each ok or mismatch reference equals the one-sided finite differences where they agree;
+    where they disagree (or diverge) the result is undefined."""
+    _check_against_differences(command, expr, x, y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(expr=overflow_expressions, x=overflowing, y=overflowing, command=COMMANDS)
+def test_where_float64_overflows_the_reference_is_what_finite_differences_say(expr, x, y, command):
+    _check_against_differences(command, expr, x, y)
