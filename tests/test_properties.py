@@ -321,6 +321,8 @@ def _truth(command, text, names, point):
         unit = [[int(k == i) for k in range(n)] for i in range(n)]
         if command == "value":
             return [f(p)]
+        if command == "jvp":  # along the default tangent, all ones
+            return [_directional(f, p, [1] * n, 1)]
         first = [_directional(f, p, unit[i], 1) for i in range(n)]
         if command == "grad":
             return first
@@ -350,11 +352,12 @@ def _check_against_differences(command, text, x, y):
         elif defined:  # (a value beyond float64's range is inf in both)
             want = float(want)
             assert want == ref or _fd_close(want, ref, rel=1e-9, tiny=1e-9), (text, x, y, k, want, result)
-        elif command != "hessian" or k in (0, 3):  # a first or pure second derivative that exists
+        elif command in ("value", "grad") or (command == "hessian" and k in (0, 3)):
+            # a first or pure second partial derivative that exists (a JVP needs more than its own line)
             raise AssertionError(("a false undefined", text, x, y, k, float(want), result))
 
 
-COMMANDS = st.sampled_from(["value", "grad", "hessian"])
+COMMANDS = st.sampled_from(["value", "grad", "hessian", "jvp"])
 
 
 @settings(max_examples=60, deadline=None)
@@ -369,3 +372,19 @@ def test_at_kinks_jumps_and_boundaries_the_reference_is_what_finite_differences_
 @given(expr=overflow_expressions, x=overflowing, y=overflowing, command=COMMANDS)
 def test_where_float64_overflows_the_reference_is_what_finite_differences_say(expr, x, y, command):
     _check_against_differences(command, expr, x, y)
+
+
+@settings(max_examples=15, deadline=None)
+@given(expr=awkward_expressions, command=COMMANDS)
+def test_on_a_grid_through_boundaries_float64_is_trusted_only_where_it_agrees_with_the_exact_reference(expr, command):
+    """Generated points get SymPy's formulas in float64 except where the screen says float64
+    cannot be trusted: at every point of a grid through the boundaries, the reference must
+    be the exact one (that of --precise)."""
+    grid = {"grid": ["x=-1:1:5", "y=-1:1:5"], "variables": "x,y"}
+    fast, exact = check(command, expr, **grid), check(command, expr, precise=True, **grid)
+    for i in range(len(fast)):
+        a, b = fast.result(i), exact.result(i)
+        if np.ravel(a.unknown).any() or np.ravel(b.unknown).any():
+            continue
+        np.testing.assert_array_equal(a.defined, b.defined, err_msg=f"{expr} at {a.point}")
+        np.testing.assert_allclose(a.reference, b.reference, rtol=1e-8, atol=1e-10, err_msg=f"{expr} at {a.point}")
