@@ -251,15 +251,8 @@ def _judge(request: Request, quantities: np.ndarray, ref, backend) -> Verdicts:
     confirmed = backend.confirm(request.tree, request.variables, request.command, request.points[doubtful],
                                 request.tangent)  # fmt: skip
     done = confirmed.exact
-    ref.take(doubtful[done], _rows(confirmed, done))
+    ref.take(doubtful[done], confirmed.rows(done))
     return judge_many(quantities, ref.values, request.tolerance, ref.defined, ref.unknown)
-
-
-def _rows(ref, mask):
-    from diffcli.reference import Reference
-
-    return Reference(ref.formulas, ref.values[mask], ref.defined[mask], ref.unknown[mask], ref.reasons[mask],
-                     ref.exact[mask])  # fmt: skip
 
 
 def _report(request: Request, symbolic, **arrays) -> Report:

@@ -23,7 +23,7 @@ import numpy as np
 
 from diffcli import exact, symbolic
 from diffcli.limits import EXACT_POINTS
-from diffcli.report import quantity_shape
+from diffcli.report import Reference, quantity_shape
 
 if TYPE_CHECKING:
     import sympy
@@ -152,33 +152,6 @@ class Budget:
             return "out of time"
         self.points -= 1
         return None
-
-
-@dataclass
-class Reference:
-    """The reference at every point. ``values`` (P, *shape) hold it in float64 (+-inf where a
-    value that exists is beyond float64's range); ``defined`` and ``unknown`` are element
-    masks; ``reasons`` say why a point's reference does not exist or is unknown, or, where it
-    was found at a boundary, how; ``exact`` marks the points whose reference is the 30-digit one."""
-
-    formulas: Any  # strings, in the quantity's shape
-    values: np.ndarray
-    defined: np.ndarray
-    unknown: np.ndarray
-    reasons: np.ndarray
-    exact: np.ndarray
-
-    @classmethod
-    def empty(cls, formulas, points: int, shape: tuple[int, ...]) -> Reference:
-        return cls(
-            formulas, np.full((points, *shape), math.nan), np.zeros((points, *shape), bool),
-            np.zeros((points, *shape), bool), np.full(points, None, dtype=object), np.zeros(points, bool),
-        )  # fmt: skip
-
-    def take(self, rows: np.ndarray, other: Reference) -> None:
-        """Rows ``rows`` of this reference become ``other``'s rows (in order)."""
-        for name in ("values", "defined", "unknown", "reasons", "exact"):
-            getattr(self, name)[rows] = getattr(other, name)
 
 
 def _fill_exact(ref: Reference, i: int, formulas: Formulas, command: str, point, tangent) -> None:

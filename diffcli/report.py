@@ -9,6 +9,7 @@ million-point grid stays a handful of arrays.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,39 @@ def quantity_shape(command: str, n: int) -> tuple[int, ...]:
 
 #: Exit statuses of the command line (2, invalid input, is raised by cli.py).
 EXIT_OK, EXIT_MISMATCH, EXIT_INTERRUPTED = 0, 1, 130
+
+
+@dataclass
+class Reference:
+    """The reference at every point (computed by :mod:`diffcli.reference`, in the worker: this light
+    module is all the main process needs to unpickle it). ``values`` (P, *shape) hold it in float64 (+-inf where a
+    value that exists is beyond float64's range); ``defined`` and ``unknown`` are element
+    masks; ``reasons`` say why a point's reference does not exist or is unknown, or, where it
+    was found at a boundary, how; ``exact`` marks the points whose reference is the 30-digit one."""
+
+    formulas: Any  # strings, in the quantity's shape
+    values: np.ndarray
+    defined: np.ndarray
+    unknown: np.ndarray
+    reasons: np.ndarray
+    exact: np.ndarray
+
+    @classmethod
+    def empty(cls, formulas, points: int, shape: tuple[int, ...]) -> Reference:
+        return cls(
+            formulas, np.full((points, *shape), math.nan), np.zeros((points, *shape), bool),
+            np.zeros((points, *shape), bool), np.full(points, None, dtype=object), np.zeros(points, bool),
+        )  # fmt: skip
+
+    _ROWS = ("values", "defined", "unknown", "reasons", "exact")
+
+    def take(self, rows: np.ndarray, other: Reference) -> None:
+        """Rows ``rows`` of this reference become ``other``'s rows (in order)."""
+        for name in self._ROWS:
+            getattr(self, name)[rows] = getattr(other, name)
+
+    def rows(self, mask: np.ndarray) -> Reference:
+        return Reference(self.formulas, *(getattr(self, name)[mask] for name in self._ROWS))
 
 
 @dataclass

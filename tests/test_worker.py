@@ -66,3 +66,19 @@ print(resource.getrlimit(resource.RLIMIT_AS))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["[[12.0]]", f"({3 << 30}, {3 << 30})"]
+
+
+def test_the_main_process_never_imports_sympy():
+    # the worker's answers unpickle into light classes: SymPy loads in the worker alone,
+    # on the other core, while this process imports torch (it once loaded here too, 0.5 s)
+    code = (
+        "import sys\n"
+        "from diffcli import worker\n"
+        "from diffcli.check import check\n"
+        "with worker.using(worker.isolated()):\n"
+        "    report = check('grad', 'x if x != 0 else 0', grid=['x=-1:1:3'])\n"
+        "    check('hessian', 'exp(x)', grid=['x=700:720:3'])\n"
+        "print(report.counts(), sorted(m for m in ('sympy', 'diffcli.reference', 'mpmath') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "{'ok': 2, 'mismatch': 1} []"
