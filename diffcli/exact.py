@@ -37,6 +37,9 @@ import numpy as np
 from diffcli.expr import CHAINS, COMPARISONS, Node, short_text
 from diffcli.taylor import (
     COEFFICIENTS,
+    DIGIT_BITS,
+    DIGITS,
+    SMALL_POWER,
     ZERO_BITS,
     Arith,
     Infinite,
@@ -46,21 +49,16 @@ from diffcli.taylor import (
     Num,
     Series,
     Unresolvable,
-    _mag,
     coefficients,
+    magnitude,
     monomials,
     power_coefficients,
 )
 
-#: Correct significant digits of every reference value.
-DIGITS = 30
-TARGET_BITS = math.ceil(DIGITS * math.log2(10)) + 4
 #: Working precision: where it starts, and where it gives up (about 6,000 digits).
 START_BITS, MAX_BITS = 160, 20_000
 #: Terms beyond the order asked that a ray may expand before it gives up.
 MAX_EXTRA_TERMS = 16
-#: Integer powers up to this one are computed by multiplication (exactly, where the base is exact).
-SMALL_POWER = 16
 #: An argument this many bits long (|x| >= 2**MAX_ARGUMENT_BITS) is beyond what a
 #: periodic or exponential function can be evaluated at.
 MAX_ARGUMENT_BITS = 16_000
@@ -662,8 +660,8 @@ def _number(text: str) -> Fraction:
 
 
 def _check_argument(u0: Num) -> None:
-    if _mag(u0.v) > MAX_ARGUMENT_BITS:
-        digits = int(_mag(u0.v) * math.log10(2))
+    if magnitude(u0.v) > MAX_ARGUMENT_BITS:
+        digits = int(magnitude(u0.v) * math.log10(2))
         raise Unresolvable(f"an argument of about 10**{digits} is beyond what can be evaluated")
 
 
@@ -952,14 +950,14 @@ def _label(variables, d, command) -> str:
 
 
 def _accurate(values: list) -> int:
-    """0 when every value has TARGET_BITS correct bits (or is within 2**-1100 of zero),
+    """0 when every value has DIGIT_BITS correct bits (or is within 2**-1100 of zero),
     else the bits of precision still missing."""
     missing = 0
     for v in values:
         if v is None or v.exact or v.e < -ZERO_BITS:
             continue
         # a zero, give or take its error, until that error is below 2**-ZERO_BITS
-        missing = max(missing, v.e + ZERO_BITS + 1 if not v.v else TARGET_BITS - v.accurate_bits())
+        missing = max(missing, v.e + ZERO_BITS + 1 if not v.v else DIGIT_BITS - v.accurate_bits())
     return math.ceil(missing)
 
 
@@ -995,7 +993,7 @@ def answer(tree: Node, variables: Sequence[str], point: Sequence[float], command
 
 def _float(v: Num) -> float:
     """The nearest float64, also for values far beyond its range (exp(-exp(1250)) is 0.0)."""
-    m = _mag(v.v)
+    m = magnitude(v.v)
     if m < -1100:
         return math.copysign(0.0, v.v)
     if m > 1100:

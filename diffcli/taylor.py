@@ -43,8 +43,13 @@ ZERO_BITS = 1100
 #: Extra bits for the Taylor coefficients of a function, over the working precision.
 GUARD = 24
 
-#: Two values that cannot be told apart and agree to this many bits are equal (30 digits).
-EQUAL_BITS = 104
+#: Correct significant digits of every reference value, and the bits that takes (with a margin):
+#: two values that cannot be told apart and agree to DIGIT_BITS are equal.
+DIGITS = 30
+DIGIT_BITS = math.ceil(DIGITS * math.log2(10)) + 4
+
+#: Integer powers up to this one are computed by multiplication (exactly, where the base is exact).
+SMALL_POWER = 16
 
 
 class NeedPrecision(Exception):  # noqa: N818 - a signal to the evaluator
@@ -80,14 +85,14 @@ def _context() -> mpmath.ctx_mp.MPContext:
     return ctx
 
 
-def _mag(v) -> float:
+def magnitude(v) -> float:
     """log2 of an upper bound of |v| (|v| lies in [2**(m-1), 2**m)); -inf for 0. Exponents
     beyond a float's range (exp(-exp(1250)) has one of about -10**543) are held as +-1e300."""
-    return _tuple_mag(v._mpf_)
+    return _tuple_magnitude(v._mpf_)
 
 
-def _tuple_mag(t) -> float:
-    """:func:`_mag` of a raw mpf tuple."""
+def _tuple_magnitude(t) -> float:
+    """:func:`magnitude` of a raw mpf tuple."""
     _, man, exp, bc = t
     if not man:
         return -INF
@@ -123,7 +128,7 @@ class Num:
 
     def accurate_bits(self) -> float:
         """Correct leading bits (inf for exact values)."""
-        return _mag(self.v) - self.e
+        return magnitude(self.v) - self.e
 
     def __repr__(self) -> str:
         return f"Num({mpmath.nstr(self.v, 20)}, 2**{self.e})"
@@ -159,7 +164,7 @@ class Arith:
         it carries already (a computed function value)."""
         t = v._mpf_
         if t[1] and (extra or t[3] > self.prec):
-            e = lse(e, _mag(v) - self.prec + math.log2(extra + 1))
+            e = lse(e, magnitude(v) - self.prec + math.log2(extra + 1))
             t = libmp.mpf_pos(t, self.prec, "n")
         return Num(self.ctx.make_mpf(t), e)
 
@@ -174,7 +179,7 @@ class Arith:
 
     def constant(self, name: str) -> Num:
         v = {"pi": self.ctx.pi, "E": self.ctx.e}[name]
-        return Num(+v, _mag(v) - self.prec)
+        return Num(+v, magnitude(v) - self.prec)
 
     # -- the four operations
 
@@ -189,7 +194,7 @@ class Arith:
             if t[3] <= self.prec:
                 return Num(self.ctx.make_mpf(t))
         t = libmp.mpf_add(x, y, self.prec, "n")
-        return Num(self.ctx.make_mpf(t), lse(a.e, b.e, _tuple_mag(t) - self.prec))
+        return Num(self.ctx.make_mpf(t), lse(a.e, b.e, _tuple_magnitude(t) - self.prec))
 
     def neg(self, a: Num) -> Num:
         return Num(-a.v, a.e)
@@ -205,8 +210,8 @@ class Arith:
             if x[3] + y[3] <= self.prec:
                 return Num(self.ctx.make_mpf(libmp.mpf_mul(x, y, 0)))
         t = libmp.mpf_mul(x, y, self.prec, "n")
-        ma, mb = _mag(a.v), _mag(b.v)
-        e = lse(ma + b.e, mb + a.e, a.e + b.e, _tuple_mag(t) - self.prec)
+        ma, mb = magnitude(a.v), magnitude(b.v)
+        e = lse(ma + b.e, mb + a.e, a.e + b.e, _tuple_magnitude(t) - self.prec)
         return Num(self.ctx.make_mpf(t), e)
 
     def div(self, a: Num, b: Num) -> Num:
@@ -215,7 +220,7 @@ class Arith:
         t = libmp.mpf_div(x, y, self.prec, "n")
         if a.e == b.e == -INF and (not t[1] or libmp.mpf_mul(t, y, 0) == x):
             return Num(self.ctx.make_mpf(t))
-        mb, mr = _mag(b.v), _tuple_mag(t)
+        mb, mr = magnitude(b.v), _tuple_magnitude(t)
         e = lse(a.e - mb + 1, mr + b.e - mb + 2, mr - self.prec)
         return Num(self.ctx.make_mpf(t), e)
 
@@ -228,7 +233,7 @@ class Arith:
     def sign(self, a: Num) -> int:
         """The sign of the true value, or NeedPrecision while the bound straddles zero.
         A value within 2**-ZERO_BITS of zero that cannot be told from it is zero."""
-        m = _mag(a.v)
+        m = magnitude(a.v)
         if m == -INF:
             if a.e == -INF or a.e < -ZERO_BITS:
                 return 0
@@ -244,15 +249,15 @@ class Arith:
 
     def equal(self, a: Num, b: Num) -> bool:
         """Whether two values agree: False when they certainly differ, True when they
-        cannot be told apart and agree to EQUAL_BITS (or within 2**-ZERO_BITS)."""
+        cannot be told apart and agree to DIGIT_BITS (or within 2**-ZERO_BITS)."""
         d = self.sub(a, b)
-        m = _mag(d.v)
+        m = magnitude(d.v)
         if m > d.e + 1:
             return False
-        scale = max(_mag(a.v), _mag(b.v))
-        if d.e <= scale - EQUAL_BITS or d.e < -ZERO_BITS:
+        scale = max(magnitude(a.v), magnitude(b.v))
+        if d.e <= scale - DIGIT_BITS or d.e < -ZERO_BITS:
             return True
-        raise NeedPrecision(min(d.e - scale + EQUAL_BITS, d.e + ZERO_BITS) + 8)
+        raise NeedPrecision(min(d.e - scale + DIGIT_BITS, d.e + ZERO_BITS) + 8)
 
     def nearest_integer(self, a: Num) -> tuple[int, bool]:
         """(n, whether a is that integer): the integer nearest a, and whether the true
@@ -275,7 +280,7 @@ class Arith:
                 if not v._mpf_[1]:
                     return self.zero
                 return self.rounded(v, extra=4)
-            d_mag = _mag(derivative(ctx, a.v))
+            d_mag = magnitude(derivative(ctx, a.v))
         return self.rounded(v, d_mag + a.e + 1, extra=4)
 
 
@@ -509,7 +514,7 @@ def coefficients(ar: Arith, series: Callable, u0: Num, n: int) -> list[Num]:
         if u0.exact and (not c._mpf_[1] or (j == 0 and u0.is_zero and _NAMES.get(series) in _ONE_AT_ZERO)):
             out.append(ar.rounded(c))  # an exact zero, or exactly 1
             continue
-        propagated = _mag(raw[j + 1]) + math.log2(j + 1) + u0.e if j + 1 < len(raw) else -INF
+        propagated = magnitude(raw[j + 1]) + math.log2(j + 1) + u0.e if j + 1 < len(raw) else -INF
         out.append(ar.rounded(c, propagated, extra=16))
     return out
 
@@ -862,7 +867,7 @@ class Series:
         v, c = lead
         if ar.sign(c) < 0 and not integer:
             raise ValueError("not real")
-        if integer and 0 <= alpha_exponent <= 16:  # by multiplication: exact where self is
+        if integer and 0 <= alpha_exponent <= SMALL_POWER:  # by multiplication: exact where self is
             result = Series.constant(ar, ar.one)
             for _ in range(int(alpha_exponent)):
                 result = result * self
