@@ -134,8 +134,6 @@ class _Jets:
 class _Ray:
     """One-sided series of f(p + s d), s -> 0+."""
 
-    order = -1  # never a value-only evaluation
-
     def __init__(self, ar: Arith, point: Sequence[Num], direction: Sequence[Num]):
         self.ar, self.point, self.direction = ar, point, direction
 
@@ -168,9 +166,6 @@ class _Ray:
 
     def reciprocal(self, u: Series) -> Series:
         return u.reciprocal()
-
-    def integer_power(self, u: Series, n: int) -> Series:
-        return u.power(self.ar.exact(n), Fraction(n), True)
 
 
 # -- the functions of the language -------------------------------------------------------
