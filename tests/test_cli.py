@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -312,3 +313,42 @@ def test_a_note_where_the_reference_is_not_the_formula_of_the_piece_taken():
     (r,) = strict_json(run("grad", "x if x != 0 else 0", "--at", "x=0", "-f", "json").output)["results"]
     assert r["status"] == "mismatch" and r["reference"] == [1.0] and "reason" not in r
     assert r["note"].startswith("∂f/∂x: the derivative of the function at the boundary x != 0")
+
+
+@pytest.mark.parametrize(
+    ("args", "reference", "status", "code"),
+    [
+        # the piece taken is not the function
+        (["grad", "x if x != 0 else 0", "--at", "x=0"], [1.0], "mismatch", 1),
+        (["hessian", "sin(x)/x if x != 0 else 1", "--at", "x=0"], [[-1 / 3]], "mismatch", 1),
+        (["grad", "floor(x)^2", "--at", "x=0"], ["NaN"], "undefined", 0),
+        (["grad", "x*Heaviside(x)", "--at", "x=0"], ["NaN"], "undefined", 0),
+        (["grad", "atan2(y, x)", "--at", "x=-1,y=0"], [0.0, "NaN"], "undefined", 0),
+        (["hessian", "abs(log(x))^2", "--at", "x=1"], [[2.0]], "mismatch", 1),
+        # float64 overflow is not undefined: torch's inf and NaN are the log-sum-exp failure
+        (["value", "log(exp(x))", "--at", "x=710"], 710.0, "mismatch", 1),
+        (["grad", "log(exp(x)+exp(y))", "--at", "x=1000,y=1000"], [0.5, 0.5], "mismatch", 1),
+        # derivatives that exist
+        (["grad", "sinc(x)", "--at", "x=0"], [0.0], "ok", 0),
+        (["grad", "Min(x, 7, x)", "--at", "x=2.65"], [1.0], "ok", 0),
+        (["grad", "Max(x, abs(x))", "--at", "x=2"], [1.0], "ok", 0),
+        (["grad", "asin(sign(x))", "--at", "x=1"], [0.0], "ok", 0),
+        (["grad", "Heaviside(x, y)", "--at", "x=1,y=0.3"], [0.0, 0.0], "ok", 0),
+        (["grad", "0^x", "--at", "x=1"], [0.0], "ok", 0),
+        (["value", "log(tanh(x))", "--at", "x=50"], -7.440151952041672e-44, "ok", 0),  # torch's 0 is within atol
+        (["value", "log(cos(x)^2 + sin(x)^2)", "--at", "x=1"], 0.0, "ok", 0),
+        # references that were wrong or never returned
+        (["value", "sec(x - 1e308)", "--at", "x=1.8"], -1.594866151110497, "mismatch", 1),  # float64 loses the 1.8
+        (["value", "x^y", "--at", "x=1.1,y=-1.1"], 0.900467507467747, "ok", 0),
+        (["value", "x^100000", "--at", "x=1.0001"], 22015.456048527954, "ok", 0),
+        (["grad", "loggamma(x)", "--at", "x=100000"], [11.512920464961896], "ok", 0),
+        (["value", "log(x, 0)", "--at", "x=2"], "NaN", "undefined", 0),
+    ],
+)
+def test_the_examples_of_the_verdict_rule_end_to_end(args, reference, status, code):
+    result = run(*args, "-f", "json")
+    assert result.exit_code == code, result.output
+    (r,) = strict_json(result.stdout)["results"]
+    assert r["status"] == status, r
+    got = np.array(r["reference"], dtype=float)  # "NaN" reads back as nan
+    np.testing.assert_allclose(got, np.array(reference, dtype=float), rtol=1e-15, equal_nan=True)
