@@ -200,6 +200,8 @@ class Arith:
         return Num(-a.v, a.e)
 
     def sub(self, a: Num, b: Num) -> Num:
+        if a is b:  # one computed value less itself: exactly 0, however inexact the value
+            return self.zero
         return self.add(a, self.neg(b))
 
     def mul(self, a: Num, b: Num) -> Num:
@@ -591,6 +593,8 @@ class Jet:
         return self._zip(other, self.ar.add)
 
     def __sub__(self, other: Jet) -> Jet:
+        if other is self:  # the same sub-expression twice (Max(sin(x), sin(x))): exactly 0
+            return Jet(self.ar, self.shape, [None] * len(self.c), self.varies)
         return self + (-other)
 
     def __neg__(self) -> Jet:
@@ -750,6 +754,8 @@ class Series:
         return Series(ar, terms, cut, hard, log, _flat_sum(self.flat, other.flat))
 
     def __sub__(self, other: Series) -> Series:
+        if other is self:  # the same sub-expression twice (Max(sin(x), sin(x))): exactly 0
+            return Series(self.ar, {})
         return self + (-other)
 
     def __mul__(self, other: Series) -> Series:

@@ -66,6 +66,8 @@ CASES = [
     ("grad", "sinc(x)", {"x": 0}, [0.0]),
     ("hessian", "sinc(x)", {"x": 0}, [-1 / 3]),
     ("grad", "Min(x, 7, x)", {"x": 2.65}, [1.0]),
+    ("grad", "Max(sin(x), sin(x))", {"x": 0}, [1.0]),  # a tie of one sub-expression with itself
+    ("hessian", "Abs(sin(x) - sin(x)) + x", {"x": 0}, [0.0]),
     ("grad", "Max(x, abs(x))", {"x": 2}, [1.0]),
     ("grad", "asin(sign(x))", {"x": 1}, [0.0]),
     ("grad", "Heaviside(x, y)", {"x": 1, "y": 0.3}, [0.0, 0.0]),
