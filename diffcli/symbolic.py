@@ -265,8 +265,11 @@ def _constant_safe(node: Node, args: list) -> sp.Basic:
             return sp.nan
         if all(getattr(a, "free_symbols", None) for a in args):
             raise  # a refusal that depends on the variables alone would be a bug of ours
-        # a finite constant SymPy cannot handle: no reference, and "undefined" would be a lie
-        raise DiffcliError(f"SymPy cannot evaluate '{node}' (its {type(exc).__name__})") from None
+        if node.variables():  # SymPy fails inside its own simplification of the formula
+            message = f"SymPy cannot build the formula of '{short_text(node)}' (its {type(exc).__name__})"
+        else:  # a finite constant SymPy cannot handle: "undefined" would be a lie
+            message = f"SymPy cannot evaluate '{node}' (its {type(exc).__name__})"
+        raise DiffcliError(message) from None
     if isinstance(result, sp.AccumBounds):  # sin(oo): "somewhere in [-1, 1]", no value
         return sp.nan
     if isinstance(result, sp.Function) and any(a in _NOT_FINITE for a in result.args):

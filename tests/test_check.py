@@ -342,3 +342,12 @@ def test_unavailable_cuda_is_a_clear_error():
 def test_unknown_device_is_an_error():
     with pytest.raises(DiffcliError, match="unknown device"):
         check("grad", "x", ["x=1"], device="tpu")
+
+
+def test_a_formula_sympy_cannot_build_is_named_as_such():
+    # SymPy's Piecewise simplifies a condition holding another Piecewise and fails inside
+    # its own simplify (ZeroDivisionError, then TypeError): an input error, not a constant's
+    inner = "atan2(x + y if x + y != 0 else 0, x if x != 0 else 0)"
+    text = f"{inner} if {inner} > 0 else 0"
+    with pytest.raises(DiffcliError, match="SymPy cannot build the formula of 'atan2"):
+        check("value", text, ["x=2,y=0"])
