@@ -39,6 +39,7 @@ from diffcli.taylor import (
     COEFFICIENTS,
     DIGIT_BITS,
     DIGITS,
+    INF,
     SMALL_POWER,
     ZERO_BITS,
     Arith,
@@ -61,7 +62,7 @@ START_BITS, MAX_BITS = 160, 20_000
 MAX_EXTRA_TERMS = 16
 #: An argument this many bits long (|x| >= 2**MAX_ARGUMENT_BITS) is beyond what a
 #: periodic or exponential function can be evaluated at.
-MAX_ARGUMENT_BITS = 16_000
+MAX_ARGUMENT_BITS = 4_096  # mpmath's exp takes 16 s at 2**15000, milliseconds at 2**4000
 
 
 class Undefined(Exception):  # noqa: N818 - a verdict, not an error
@@ -481,7 +482,7 @@ class Evaluator:
                 raise Unresolvable(f"{name} of an argument that grows without bound")
             return fn.infinite(alg, u, sign)
         u0 = alg.base(u)
-        if name in ("exp", "sin", "cos", "sinh", "cosh", "tan", "sec", "csc", "cot", "erf", "erfc", "gamma"):
+        if name in ("exp", "sin", "cos", "sinh", "cosh", "tan", "sec", "csc", "cot", "sinc", "erf", "erfc", "gamma"):
             _check_argument(u0)
         if fn.domain(ar, u0) == "regular":
             return alg.compose(u, fn.series)
@@ -949,8 +950,8 @@ def _accurate(values: list) -> int:
     else the bits of precision still missing."""
     missing = 0
     for v in values:
-        if v is None or v.exact or v.e < -ZERO_BITS:
-            continue
+        if v is None or v.exact or v.e < -ZERO_BITS or 2**20 < abs(magnitude(v.v)) < INF:
+            continue  # (a value beyond 2**(2**20) or below its reciprocal is inf or 0 in float64 anyway)
         # a zero, give or take its error, until that error is below 2**-ZERO_BITS
         missing = max(missing, v.e + ZERO_BITS + 1 if not v.v else DIGIT_BITS - v.accurate_bits())
     return math.ceil(missing)

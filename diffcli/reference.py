@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from diffcli import exact, symbolic
+from diffcli.expr import short_text
 from diffcli.limits import EXACT_POINTS
 from diffcli.report import Reference, quantity_shape
 
@@ -64,6 +65,8 @@ class Formulas:
             self.expr = symbolic.to_sympy(tree, self.symbols)
         except (TypeError, ValueError):  # a constant condition on a non-real value: acosh(0.5) > 0
             self.expr = symbolic.sp.nan
+        except symbolic.SympyError:  # SymPy fails on a constant of its own making: give it ours
+            self.expr = self._frozen()
         self._answers: dict[tuple, exact.Answer] = {}  # exact answers, by (command, tangent, point)
         self._vectorised: dict[tuple, Any] = {}  # lambdified once, reused for every chunk of points
         self._arrays: dict[Any, np.ndarray] = {}  # float64 values at the last points evaluated, per formula
@@ -115,9 +118,17 @@ class Formulas:
             reasons,
         )
 
+    def _frozen(self) -> sympy.Basic:
+        """The formula with every operation on constants replaced by its exact value."""
+        return symbolic.to_sympy(self.tree, self.symbols, constant=_exact_constant)
+
     @cached_property
     def grad(self) -> list[sympy.Expr]:
-        return symbolic.gradient(self.expr, self.ordered)
+        try:
+            return symbolic.gradient(self.expr, self.ordered)
+        except symbolic.SympyError:  # (SymPy evaluates constants as it differentiates: erfc(1e308))
+            self.expr = self._frozen()
+            return symbolic.gradient(self.expr, self.ordered)
 
     @cached_property
     def hessian(self) -> list[list[sympy.Expr]]:
@@ -131,6 +142,16 @@ class Formulas:
         if command == "hessian":
             return self.hessian
         return symbolic.directional(self.grad, tangent)
+
+
+def _exact_constant(tree: Node) -> sympy.Basic:
+    """A constant sub-expression as a SymPy number of :data:`exact.DIGITS` digits (NaN if undefined)."""
+    found = exact.answer(tree, (), (), "value")
+    if found.unknown.any():
+        raise symbolic.SympyError(f"cannot evaluate '{short_text(tree)}': {found.reason}")
+    if not found.defined.all():
+        return symbolic.sp.nan
+    return symbolic.sp.Float(found.digits[0], exact.DIGITS)
 
 
 @dataclass

@@ -251,6 +251,11 @@ def _apply(node: Node, args: list) -> sp.Basic:
     return SYMPY[node.op](*args)
 
 
+class SympyError(DiffcliError):
+    """SymPy failed inside itself on a formula we gave it (an input error, but one that
+    :func:`to_sympy`'s ``constant`` fallback can often avoid)."""
+
+
 def _constant_safe(node: Node, args: list) -> sp.Basic:
     """:func:`_apply`, except that an operation on an undefined constant is NaN: SymPy
     refuses some (``1 if log(0) > 0 else 2`` and ``Max(log(0), x)`` compare zoo) and leaves
@@ -263,13 +268,11 @@ def _constant_safe(node: Node, args: list) -> sp.Basic:
         # AttributeError: SymPy's cache re-raising a TypeError of exp(asin(sin(10**308)))
         if any(_undefined_constant(a) for a in args):
             return sp.nan
-        if all(getattr(a, "free_symbols", None) for a in args):
-            raise  # a refusal that depends on the variables alone would be a bug of ours
         if node.variables():  # SymPy fails inside its own simplification of the formula
             message = f"SymPy cannot build the formula of '{short_text(node)}' (its {type(exc).__name__})"
         else:  # a finite constant SymPy cannot handle: "undefined" would be a lie
             message = f"SymPy cannot evaluate '{node}' (its {type(exc).__name__})"
-        raise DiffcliError(message) from None
+        raise SympyError(message) from None
     if isinstance(result, sp.AccumBounds):  # sin(oo): "somewhere in [-1, 1]", no value
         return sp.nan
     if isinstance(result, sp.Function) and any(a in _NOT_FINITE for a in result.args):
@@ -286,23 +289,35 @@ def _undefined_constant(value) -> bool:
         return False
     if value.has(*_NOT_FINITE):
         return True
-    if not value.is_number or value.is_extended_real is not None:
-        return value.is_extended_real is False
-    try:  # SymPy cannot tell ((-1)**exp(-1)): ask its numeric value
-        return complex(sp.N(value, 15)).imag != 0
-    except (TypeError, ValueError, ArithmeticError):
+    try:  # (SymPy's assumptions evaluate numbers too, and mpmath fails on erfc(1e308))
+        if not value.is_number or value.is_extended_real is not None:
+            return value.is_extended_real is False
+        return complex(sp.N(value, 15)).imag != 0  # SymPy cannot tell ((-1)**exp(-1)): ask its numeric value
+    except (TypeError, ValueError, ArithmeticError, KeyError):
         return False
 
 
-def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) -> sp.Basic:
+def to_sympy(
+    node: Node,
+    symbols: Mapping[str, sp.Symbol],
+    typed: bool = False,
+    constant: Callable[[Node], sp.Basic] | None = None,
+) -> sp.Basic:
     """The SymPy expression for a tree: SymPy's evaluated, canonical form, or with
     ``typed=True`` the structure as typed (``x/x`` stays a quotient, so numpy
-    evaluates it to NaN at 0, as torch does)."""
+    evaluates it to NaN at 0, as torch does). ``constant``, if given, gives the value of
+    every operation on constants (its 30 digits, computed elsewhere), so that SymPy never
+    evaluates one: its own evaluation fails on a few (``tanh(erfc(1e308))``)."""
     memo: dict[Node, sp.Basic] = {}
 
     def build(n: Node) -> sp.Basic:
         if n not in memo:
-            memo[n] = _leaf(n, symbols) if n.op in LEAVES else _constant_safe(n, [build(a) for a in n.args])
+            if n.op in LEAVES:
+                memo[n] = _leaf(n, symbols)
+            elif constant is not None and not n.variables() and not n.is_condition:
+                memo[n] = constant(n)
+            else:
+                memo[n] = _constant_safe(n, [build(a) for a in n.args])
         return memo[n]
 
     if typed:
@@ -311,8 +326,18 @@ def to_sympy(node: Node, symbols: Mapping[str, sp.Symbol], typed: bool = False) 
     return build(node)
 
 
+def _diff(expr: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
+    """sympy.diff, whose failures inside SymPy (it evaluates numbers as it simplifies, and
+    mpmath fails on erfc(1e308); a NaN compared) are a clear input error, not a crash."""
+    try:
+        return sp.diff(expr, symbol)
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise SympyError(f"SymPy cannot differentiate this expression in {symbol} (its {type(exc).__name__})") \
+            from None  # fmt: skip
+
+
 def gradient(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> list[sp.Expr]:
-    return [sp.diff(expr, s) for s in symbols]
+    return [_diff(expr, s) for s in symbols]
 
 
 def hessian(grad: Sequence[sp.Expr], symbols: Sequence[sp.Symbol]) -> list[list[sp.Expr]]:
@@ -321,7 +346,7 @@ def hessian(grad: Sequence[sp.Expr], symbols: Sequence[sp.Symbol]) -> list[list[
     rows: list[list[sp.Expr]] = [[sp.S.Zero] * n for _ in range(n)]
     for i in range(n):
         for j in range(i, n):
-            rows[i][j] = rows[j][i] = sp.diff(grad[i], symbols[j])
+            rows[i][j] = rows[j][i] = _diff(grad[i], symbols[j])
     return rows
 
 
@@ -331,7 +356,12 @@ def directional(grad: Sequence[sp.Expr], tangent: Sequence[float]) -> sp.Expr:
 
 
 def formula_text(expr: sp.Basic) -> str:
-    return str(expr)
+    """The formula as SymPy prints it; SymPy's printer evaluates some numbers as it goes, and
+    mpmath fails on a few (erfc(1e308)): then the formula is not shown, the check goes on."""
+    try:
+        return str(expr)
+    except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+        return f"(SymPy cannot print this formula: its {type(exc).__name__})"
 
 
 # -- vectorised float64 evaluation, for many points -------------------------------
@@ -515,6 +545,9 @@ def _pieces(n: Node) -> list[tuple[Node, Node | None]]:
 
 def _vectorize(fn):
     def safe(*args):
+        if any(isinstance(a, complex) and a.imag for a in args):
+            return math.nan  # (a non-real argument: float() would drop its imaginary part)
+        args = [a.real if isinstance(a, complex) else a for a in args]
         try:
             return float(fn(*args))
         except (ValueError, OverflowError, ZeroDivisionError):

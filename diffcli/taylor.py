@@ -87,8 +87,13 @@ def _context() -> mpmath.ctx_mp.MPContext:
 
 def magnitude(v) -> float:
     """log2 of an upper bound of |v| (|v| lies in [2**(m-1), 2**m)); -inf for 0. Exponents
-    beyond a float's range (exp(-exp(1250)) has one of about -10**543) are held as +-1e300."""
+    beyond +-ASTRONOMICAL (exp(-exp(1250)) has one of about -10**543) are held as that."""
     return _tuple_magnitude(v._mpf_)
+
+
+#: Magnitudes (in bits) beyond this are held as +-ASTRONOMICAL: a float still tells
+#: m - 200 from m there. Such a value is 0 or +-inf in float64 whatever its digits.
+ASTRONOMICAL = float(2**44)
 
 
 def _tuple_magnitude(t) -> float:
@@ -97,7 +102,7 @@ def _tuple_magnitude(t) -> float:
     if not man:
         return -INF
     m = exp + bc
-    return float(m) if -(10**300) < m < 10**300 else (1e300 if m > 0 else -1e300)
+    return float(m) if -ASTRONOMICAL < m < ASTRONOMICAL else ASTRONOMICAL if m > 0 else -ASTRONOMICAL
 
 
 def lse(*es: float) -> float:
@@ -240,7 +245,7 @@ class Arith:
             if a.e == -INF or a.e < -ZERO_BITS:
                 return 0
             raise NeedPrecision(a.e + ZERO_BITS + 16)
-        if a.e < m - 2:
+        if abs(m) == ASTRONOMICAL or a.e < m - 2:  # (an astronomical value: its error is relative)
             return -1 if a.v._mpf_[0] else 1
         if a.e < -ZERO_BITS:
             return 0
@@ -447,17 +452,38 @@ def _cot(ctx, u0, n):
 
 
 def _tanh(ctx, u0, n):
+    if abs(u0) > 2**64:  # +-1 within 2*exp(-2**65), and so flat; sinh and cosh would not fit
+        return [ctx.sign(u0)] + [ctx.zero] * (n - 1)
     return _ps_div(ctx, _sinh(ctx, u0, n), _cosh(ctx, u0, n), n)
 
 
-def _erf(ctx, u0, n):
+def _erf_near(ctx, u0, n):
     minus_square = [-c for c in _square(ctx, u0, n)]
     density = [2 / ctx.sqrt(ctx.pi) * c for c in _ps_exp(ctx, minus_square, n)]
     return _ps_integral(ctx, density, ctx.erf(u0), n)
 
 
+#: Beyond this, erfc(x) is its asymptotic series (mpmath's own fails past about 2**500).
+_ERFC_ASYMPTOTIC = 2**64
+
+
+def _erf(ctx, u0, n):
+    if abs(u0) > _ERFC_ASYMPTOTIC:  # +-1 and derivatives of exp(-u0**2): below 2**-(2**128)
+        if abs(u0) > 2**2048:
+            raise Unresolvable("erf or erfc of a number beyond 2**2048")
+        return [ctx.sign(u0) * (1 - _erfc_far(ctx, abs(u0))), *_erf_near(ctx, u0, n)[1:]]
+    return _erf_near(ctx, u0, n)
+
+
+def _erfc_far(ctx, x):
+    """erfc(x) for x > 2**64: exp(-x**2)/(x sqrt(pi)) (1 - 1/(2x**2) + ...), the next term below 2**-256."""
+    return ctx.exp(-x * x) / (x * ctx.sqrt(ctx.pi)) * (1 - 1 / (2 * x * x))
+
+
 def _erfc(ctx, u0, n):
-    return [ctx.erfc(u0)] + [-c for c in _erf(ctx, u0, n)[1:]]
+    value = _erfc_far(ctx, u0) if u0 > _ERFC_ASYMPTOTIC else 2 - _erfc_far(ctx, -u0) if u0 < -_ERFC_ASYMPTOTIC \
+        else ctx.erfc(u0)  # fmt: skip
+    return [value] + [-c for c in _erf(ctx, u0, n)[1:]]
 
 
 def _polygammas(ctx, u0, n):

@@ -3,6 +3,7 @@
 import math
 import re
 
+import mpmath
 import numpy as np
 import pytest
 
@@ -212,11 +213,32 @@ def test_awkward_constants_give_verdicts_not_internal_errors(grid):
     assert report.reference[:2, 0].tolist() == [-4.0, 0.0]
 
 
-def test_a_finite_constant_sympy_cannot_evaluate_is_an_input_error_not_undefined():
-    # a SymPy bug: exp(asin(sin(10**308))) raises inside SymPy; torch has a value (4.35),
-    # and calling it undefined would be a wrong verdict
-    with pytest.raises(DiffcliError, match=r"SymPy cannot evaluate 'asin\(sin\(1e308\)\)'"):
-        check("value", "E*exp(asin(sin(1e308)))*x", ["x=1"])
+def test_a_finite_constant_sympy_cannot_evaluate_gets_its_exact_value():
+    # SymPy bugs: exp(asin(sin(10**308))) raises inside SymPy, and mpmath overflows on
+    # erfc(1e308) as SymPy evaluates it; torch has values, and calling them undefined (or
+    # refusing the expression) would be wrong: such constants are evaluated exactly instead
+    with mpmath.workdps(400):
+        want = float(mpmath.e * mpmath.exp(mpmath.asin(mpmath.sin(mpmath.mpf(10) ** 308))))
+    report = check("grad", "E*exp(asin(sin(1e308)))*x", ["x=1"])
+    assert report.reference.tolist() == [[want]]  # (torch's 4.35 is of float64's 1e308, not 10**308)
+    # by hand: erfc(-t) = 2 - erfc(t), and erfc(1e308) is below 2**-(10**600)
+    for text, want in [("(1 + erfc(-1e308))*x", 3.0), ("erfc(1e308)*x", 0.0), ("tanh(erfc(1e308))*x", 0.0)]:
+        assert check("grad", text, ["x=2"]).reference.tolist() == [[want]], text
+        report = check("grad", text, grid=["x=0:1:3"])  # (the float64 formula on generated points)
+        assert report.reference.ravel().tolist() == [want] * 3 and report.counts() == {"ok": 3}, text
+    # ... in a condition too: erfc(10**308) > 0 holds (torch's erfc(1e308) underflows to 0, and takes the other branch)
+    assert check("value", "x if erfc(1e308) > 0 else 1", ["x=3"]).reference.tolist() == [3.0]
+
+
+def test_erf_erfc_and_tanh_far_out_have_references():
+    # mpmath's erfc fails past about 2**500 and sinh/cosh would not fit: asymptotics there
+    # (by hand: erfc(x) ~ exp(-x**2)/(x sqrt(pi)), so d/dx log(erfc(x)) ~ -2x - 1/x)
+    cases = [("grad", "erfc(x*1e308)", "x=1", 0.0), ("grad", "erf(x*1e300)", "x=-1", 0.0),
+             ("hessian", "tanh(x*1e300)", "x=1", 0.0), ("grad", "log(erfc(x))", "x=1e30", -2e30)]  # fmt: skip
+    for command, text, point, truth in cases:
+        report = check(command, text, [point])
+        assert report.reference.ravel().tolist() == [truth], text
+    assert only(check("value", "log(erfc(x))", ["x=1e30"])).status == "mismatch"  # torch: -inf
 
 
 @pytest.mark.parametrize("engine", ["autograd", "func"])

@@ -170,10 +170,24 @@ def test_thirty_correct_digits(command, text, point, truth):
             "the reference cannot be computed here: an argument of about "
             "10**4342944818 is beyond what can be evaluated",
         ),
+        (
+            "value",
+            "sin(exp(x))",
+            {"x": 3000},
+            "the reference cannot be computed here: an argument of about 10**1303 is beyond what can be evaluated",
+        ),
     ],
 )
 def test_every_undefined_or_unknown_result_says_why(command, text, point, reason):
     assert answer(command, text, point).reason == reason
+
+
+def test_a_periodic_function_of_a_huge_argument_just_inside_the_limit():
+    # exp(2800) is about 2**4040: sin of it needs some 1,250 digits, which mpmath gives in milliseconds
+    (digits,) = answer("value", "sin(exp(x))", {"x": 2800}).digits
+    with mpmath.workdps(1400):
+        want = mpmath.sin(mpmath.exp(2800))
+        assert abs(mpmath.mpf(digits) - want) < mpmath.mpf(10) ** -29
 
 
 def test_constants():
