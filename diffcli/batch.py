@@ -254,7 +254,7 @@ def run_batch(
     from diffcli.render import BatchWriter
 
     cases = load(sources, shard)
-    writer = BatchWriter(fmt, out, junit, progress=progress, total=len(cases))
+    writer = BatchWriter(fmt, out, junit, progress=progress, total=len(cases))  # (an unwritable --junit: here)
     interrupted = False
     interrupts = _Interrupts()
     backends = worker.pool(2)

@@ -13,7 +13,9 @@ options) before torch or SymPy does any work, so bad input fails fast with a
 from __future__ import annotations
 
 import keyword
+import math
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -45,6 +47,7 @@ class Request:
     device: str
     expression: str = ""  # as typed, `let` names included
     exact_rows: int = 0  # the first rows get the 30-digit reference, the rest float64
+    by_hand: int = 0  # the first rows were given by hand (--at, a case's `at`), the rest generated
     aux: dict[str, Node] = field(default_factory=dict)  # `let` name -> tree
     engine: str = "autograd"  # one of ENGINES: see diffcli.autodiff
 
@@ -69,21 +72,62 @@ def parse_variables(spec: str | Sequence[str] | None) -> tuple[str, ...] | None:
 
 
 def parse_lets(lets: Mapping[str, str], given: tuple[str, ...] | None, limits: Limits = DEFAULT) -> dict[str, Node]:
-    """Named sub-expressions; each may use the ones before it."""
-    trees: dict[str, Node] = {}
-    for name, text in lets.items():
-        if not str(name).isidentifier() or keyword.iskeyword(name) or check_name(name):
+    """Named sub-expressions, parsed (not yet substituted into each other: see :func:`bind`)."""
+    names = tuple(str(name) for name in lets)
+    parsed: dict[str, Node] = {}
+    for name, text in zip(names, lets.values()):
+        if not name.isidentifier() or keyword.iskeyword(name) or check_name(name):
             raise DiffcliError(f"let: '{name}' is not a valid name")
         if given and name in given:
             raise DiffcliError(f"let: '{name}' is also a variable")
         try:
-            tree = parse_expression(str(text), given or (), limits)
+            parsed[name] = parse_expression(str(text), (given or ()) + names, limits)
         except ParseError as exc:
             raise ParseError(f"let {name}: {exc.message}", exc.source, exc.start, exc.end) from None
-        trees[name] = substitute(tree, trees)
-        if name in trees[name].variables():
-            raise DiffcliError(f"let: '{name}' refers to itself")
-    return trees
+    return parsed
+
+
+def bind(tree: Node, lets: Mapping[str, Node], limits: Limits = DEFAULT) -> tuple[Node, dict[str, Node]]:
+    """The tree with the `let` names substituted, and each name's own tree. A name may use
+    any other, in any order (they are resolved in dependency order); one that depends on
+    itself, directly or through others, is refused, and so is a result past the size limits
+    (a chain of names can double the tree at each step)."""
+    trees: dict[str, Node] = {}
+    sizes: dict[str, tuple[int, int]] = {}  # each resolved tree's nodes (counted as a tree) and depth
+
+    def resolve(name: str | None, path: tuple[str, ...]) -> Node:
+        if name in path:
+            if path[-1] == name:
+                raise DiffcliError(f"let: '{name}' refers to itself")
+            cycle = " -> ".join((*path[path.index(name) :], name))
+            raise DiffcliError(f"let: a circular definition ({cycle}); each name must come down to the variables")
+        if len(path) > limits.max_depth:
+            raise DiffcliError(f"let: definitions nest more than {limits.max_depth} levels deep ({path[0]} -> ...)")
+        if name in trees:
+            return trees[name]
+        parsed = tree if name is None else lets[name]
+        uses = Counter(n.text for n in parsed.walk() if n.op == "var" and n.text in lets)
+        inner = path if name is None else (*path, name)
+        bindings = {other: resolve(other, inner) for other in sorted(uses)}
+        size = sum(1 for _ in parsed.walk()) + sum(k * (sizes[o][0] - 1) for o, k in uses.items())
+        depth = _depth(parsed) + max((sizes[o][1] - 1 for o in uses), default=0)  # (a bound)
+        if size > limits.max_nodes or depth > limits.max_depth:
+            what = f"{size:,} nodes" if size > limits.max_nodes else f"{depth} levels deep"
+            limit = f"{limits.max_nodes:,} nodes" if size > limits.max_nodes else f"{limits.max_depth} levels"
+            label = "the expression" if name is None else f"let {name}"
+            raise DiffcliError(f"{label}: with the let definitions substituted it is {what} (limit {limit})")
+        result = substitute(parsed, bindings)
+        if name is not None:
+            trees[name], sizes[name] = result, (size, depth)
+        return result
+
+    for name in lets:  # every definition is checked, used or not
+        resolve(name, ())
+    return resolve(None, ()), trees
+
+
+def _depth(node: Node) -> int:
+    return 1 + max((_depth(a) for a in node.args), default=0)
 
 
 def _variables(trees: Sequence[Node], given: tuple[str, ...] | None, lets: Mapping[str, Node]) -> tuple[str, ...]:
@@ -96,12 +140,17 @@ def _variables(trees: Sequence[Node], given: tuple[str, ...] | None, lets: Mappi
     return given
 
 
-def _exact_rows(precise, total, at, grid, sample, points_csv, union) -> int:
+def _by_hand(at, grid, sample, points_csv, union) -> int:
+    """How many leading points were given by hand: `at` (on the command line, only when
+    alone: beside --grid, --sample or --points it fixes the other variables)."""
+    return len(at) if union or not (grid or sample or points_csv is not None) else 0
+
+
+def _exact_rows(precise, total, by_hand) -> int:
     """How many leading points get the 30-digit reference: all with --precise; else
     the points given by hand (they come first), if there are few; generated ones never."""
     if precise is not None:
         return total if precise else 0
-    by_hand = len(at) if union or not (grid or sample or points_csv is not None) else 0
     return min(by_hand, total) if by_hand <= PRECISE_POINTS else 0
 
 
@@ -172,17 +221,18 @@ def prepare(
     if dtype not in DTYPES:
         raise DiffcliError(f"--dtype must be one of {', '.join(DTYPES)}")
     for name, tol in (("--rtol", rtol), ("--atol", atol)):
-        if tol is not None and not (tol >= 0):
-            raise DiffcliError(f"{name} must be a number >= 0")
+        if tol is not None and not (0 <= tol < math.inf):
+            raise DiffcliError(f"{name} must be a finite number >= 0")
     given = parse_variables(variables)
-    lets = parse_lets(let or {}, given, limits)
-    typed = parse_expression(expression, (given or ()) + tuple(lets), limits)
-    tree = substitute(typed, lets)
+    parsed = parse_lets(let or {}, given, limits)
+    typed = parse_expression(expression, (given or ()) + tuple(parsed), limits)
+    tree, lets = bind(typed, parsed, limits)
     names = _variables([typed, *lets.values()], given, lets)
     points = _points(names, at, grid, sample, n, seed, points_csv, union, limits.max_points)
     points = _as_dtype(points, dtype, names, "a point has")  # the coordinates as the dtype holds them
     if tangent is not None and command != "jvp":
         raise DiffcliError("--tangent only applies to jvp")
+    by_hand = min(_by_hand(at, grid, sample, points_csv, union), points.shape[0])
     direction = None
     if command == "jvp":
         option = "tangent" if union else "--tangent"  # a suite case's key, or the command line's option
@@ -190,7 +240,7 @@ def prepare(
         direction = tuple(_as_dtype(np.array([raw], dtype=np.float64), dtype, names, f"{option} has")[0].tolist())
     return Request(
         command, tree, names, points, direction, tolerance_for(dtype, rtol, atol), dtype, device,
-        expression=str(typed), exact_rows=_exact_rows(precise, points.shape[0], at, grid, sample, points_csv, union),
+        expression=str(typed), exact_rows=_exact_rows(precise, points.shape[0], by_hand), by_hand=by_hand,
         aux=lets, engine=engine,
     )  # fmt: skip
 
@@ -261,7 +311,7 @@ def _report(request: Request, symbolic, **arrays) -> Report:
         command=request.command, expression=request.expression, variables=request.variables, symbolic=symbolic,
         tolerance=request.tolerance, dtype=request.dtype, device=request.device, engine=request.engine,
         tangent=request.tangent,
-        exact_rows=request.exact_rows, **arrays,
+        exact_rows=request.exact_rows, by_hand=request.by_hand, **arrays,
     )  # fmt: skip
 
 

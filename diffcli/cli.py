@@ -7,6 +7,7 @@ command starts working, so ``diffcli --help`` stays fast.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -136,8 +137,8 @@ def limits_from(options: dict):
 
     for name in ("timeout", "max_memory", "max_points", "max_length"):
         value = options.get(name)
-        if value is not None and value <= 0:
-            raise InputError(f"--{name.replace('_', '-')} must be positive")
+        if value is not None and not (0 < value < math.inf):
+            raise InputError(f"--{name.replace('_', '-')} must be a positive number")
     return DEFAULT.with_options(
         timeout=options.pop("timeout"), max_memory_mb=options.pop("max_memory"),
         max_points=options.pop("max_points"), max_length=options.pop("max_length"),
@@ -180,7 +181,7 @@ def run_check(command: str, expr: str, fmt, debug, summary, with_results, points
 
         if expr == "-" and points_file is not None and points_file.name == "<stdin>":
             raise DiffcliError("EXPR and --points cannot both read standard input")
-        points_csv = points_file.read() if points_file is not None else None
+        points_csv = read_limited(points_file, limits.max_file_mb) if points_file is not None else None
         text = read_expression(expr)
         request = prepare(command, text, points_csv=points_csv, precise=precise or None, limits=limits, **options)
         fmt = fmt or default_format()

@@ -49,3 +49,8 @@ def _visible(text: str) -> str:
     return "".join(
         chr(0x2400 + ord(c)) if ord(c) < 0x20 else c if c.isprintable() or c == " " else "\ufffd" for c in text
     )
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 point``, ``2 points``, ``1,000 points`` (``many``: an irregular plural)."""
+    return f"{count:,} {noun if count == 1 else many or noun + 's'}"

@@ -95,7 +95,7 @@ def sample(specs: Sequence[str], n: int, seed: int, max_points: int = MAX_POINTS
 
 def read_csv(text: str, source: str = "--points") -> Table:
     """A CSV table whose header names the variables; cells are numbers or constant expressions."""
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))  # (Excel starts its UTF-8 with a byte-order mark)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:

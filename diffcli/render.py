@@ -15,12 +15,13 @@ import itertools
 import json
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
 
+from diffcli.errors import DiffcliError, plural
 from diffcli.report import PointResult, Report
 from diffcli.verdict import MISMATCH, OK, STATUSES, UNDEFINED, UNKNOWN, judge, worst
 
@@ -129,7 +130,7 @@ def reference_precision(report: Report) -> str:
     recomputed = report.recomputed
     also = f" (30 digits at {recomputed} where float64 could not be trusted)" if recomputed else ""
     if report.exact_rows:
-        return f"30 digits at the first {report.exact_rows} points (given by hand), float64 at the rest{also}"
+        return f"30 digits at the first {plural(report.exact_rows, 'point')} (given by hand), float64 at the rest{also}"
     return "float64" + also
 
 
@@ -348,7 +349,7 @@ def summary_text(report: Report) -> str:
     counts = report.counts()
     n = len(report)
     parts = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
-    return f"{n} point{'s' * (n != 1)}: {parts}"
+    return f"{plural(n, 'point')}: {parts}"
 
 
 def overall_status(counts: dict[str, int]) -> str:
@@ -405,9 +406,19 @@ def write_table(report: Report, out: IO[str], layout: Layout = Layout()) -> None
         )
     )
     if not report.precise:
-        recomputed = f", 30 digits at {report.recomputed} of them" if report.recomputed else ""
-        con.print(Text(f"reference in float64 at generated points{recomputed} (--precise: 30 digits everywhere)",
-                       style="dim"))  # fmt: skip
+        con.print(Text(_float64_footer(report), style="dim"))
+
+
+def _float64_footer(report: Report) -> str:
+    """Which points had the float64 reference: generated ones, or (past PRECISE_POINTS) hand-given ones."""
+    from diffcli.limits import PRECISE_POINTS
+
+    recomputed = f", 30 digits at {report.recomputed} of them" if report.recomputed else ""
+    if report.by_hand >= len(report):
+        where = f"at these {plural(len(report), 'point')} given by hand (more than {PRECISE_POINTS})"
+    else:
+        where = "at generated points"
+    return f"reference in float64 {where}{recomputed} (--precise: 30 digits everywhere)"
 
 
 WRITERS = {"table": write_table, "plain": write_plain, "json": write_json, "csv": write_csv}
@@ -459,7 +470,7 @@ def batch_summary_text(records, cases: int, interrupted: bool) -> str:
     counts = batch_counts(records)
     parts = ", ".join(f"{counts[s]} {s}" for s in (*STATUSES, "error") if counts.get(s))
     tail = " (interrupted)" if interrupted else ""
-    return f"{len(records)} checks of {cases} cases: {parts or 'nothing run'}{tail}"
+    return f"{plural(len(records), 'check')} of {plural(cases, 'case')}: {parts or 'nothing run'}{tail}"
 
 
 def junit_xml(records, seconds: float) -> str:
@@ -479,15 +490,16 @@ def junit_xml(records, seconds: float) -> str:
         if r.error is not None:
             ET.SubElement(case, "error", message=r.error.splitlines()[0], type="error").text = r.error
         elif r.status == MISMATCH:
-            fields = dict(zip(RECORD_COLUMNS, record_fields(r)))
-            message = f"{r.report.counts().get(MISMATCH, 0)} of {fields['points']} points mismatch"
+            message = f"{r.report.counts().get(MISMATCH, 0)} of {plural(len(r.report), 'point')} mismatch"
             detail = json.dumps(json_safe(r.report.summary()), allow_nan=False)
             ET.SubElement(case, "failure", message=message, type="mismatch").text = detail
         elif r.status == UNKNOWN:  # not checked: the reference could not be computed
-            message = f"{r.report.counts().get(UNKNOWN)} points could not be checked: {_top_reason(r.report)}"
+            unknown = r.report.counts().get(UNKNOWN, 0)
+            message = f"{plural(unknown, 'point')} could not be checked: {_top_reason(r.report)}"
             ET.SubElement(case, "skipped", message=message)
         elif r.status == UNDEFINED:
-            text = f"{r.report.counts().get(UNDEFINED)} points have no reference: {_top_reason(r.report)}"
+            undefined = r.report.counts().get(UNDEFINED, 0)
+            text = f"{plural(undefined, 'point')} without a reference: {_top_reason(r.report)}"
             ET.SubElement(case, "system-out").text = text
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
@@ -504,10 +516,33 @@ def write_atomically(path: str, text: str) -> None:
     import tempfile
 
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".diffcli-", suffix=".xml")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        if os.path.isdir(path) or path.endswith(os.sep):
+            raise IsADirectoryError
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".diffcli-", suffix=".xml")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise DiffcliError(f"cannot write {path}: {_why_not(exc)}") from None
+
+
+_WHY_NOT = {
+    IsADirectoryError: "it is a directory",
+    FileNotFoundError: "no such directory",
+    NotADirectoryError: "a part of the path is not a directory",
+    PermissionError: "permission denied",
+}
+
+
+def _why_not(exc: OSError) -> str:
+    """Why a file cannot be written, in words (errno says 'No such file' of a missing directory)."""
+    return _WHY_NOT.get(type(exc)) or exc.strerror or type(exc).__name__
 
 
 class BatchWriter:

@@ -147,6 +147,7 @@ class Report:
     engine: str = "autograd"
     tangent: tuple[float, ...] | None = None
     exact_rows: int = 0  # the first rows' reference is from 30 digits, the rest float64 where it can be trusted
+    by_hand: int = 0  # the first rows were given by hand, the rest generated
     aux: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (P,)
     streamed: Summary | None = None  # set when only the summary was kept (the arrays are empty)
     defined: np.ndarray | None = None  # (P, *shape): which reference elements exist (default: the finite ones)

@@ -7,11 +7,12 @@ at all (not TOML) is an error for the whole batch.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffcli.errors import DiffcliError
+from diffcli.errors import DiffcliError, plural
 
 CHECKS = ("value", "grad", "hessian", "jvp")
 
@@ -56,6 +57,11 @@ def _expect_type(where: str, key: str, value: Any, kind: str) -> None:
     }[kind]
     if not ok:
         raise CaseError(f"{where}: '{key}' must be a {kind}, not {type(value).__name__}")
+
+
+def _numbers(value: Any) -> bool:
+    """A number, or a (nested) array of numbers: a golden value."""
+    return _is_number(value) or (isinstance(value, list) and all(_numbers(v) for v in value))
 
 
 def _number_or_text(where: str, key: str, value: Any) -> None:
@@ -144,7 +150,11 @@ def _case(raw: Any, defaults: dict, file: str, position: int) -> Case:
                 raise CaseError(f"{where}: unknown check {check!r} in 'expect'")
             _expect_type(where, f"expect.{check}", values, "array")
             if len(values) != len(case.at):
-                raise CaseError(f"{where}: 'expect.{check}' has {len(values)} values for {len(case.at)} 'at' points")
+                given, points = plural(len(values), "value"), plural(len(case.at), "point")
+                raise CaseError(f"{where}: 'expect.{check}' has {given} for {points} in 'at'")
+            for i, value in enumerate(values):
+                if not _numbers(value):
+                    raise CaseError(f"{where}: 'expect.{check}[{i}]' must be a number or an array of numbers")
         case.expect = dict(raw["expect"])
     merged = {**defaults, **{k: raw[k] for k in ("checks", "rtol", "atol") if k in raw}}
     if "checks" in merged:
@@ -152,6 +162,8 @@ def _case(raw: Any, defaults: dict, file: str, position: int) -> Case:
     for key in ("rtol", "atol"):
         if key in merged:
             _expect_type(where, key, merged[key], "number")
+            if not 0 <= merged[key] < math.inf:
+                raise CaseError(f"{where}: '{key}' must be a finite number >= 0")
             setattr(case, key, float(merged[key]))
     return case
 
@@ -204,4 +216,5 @@ def read_text(text: str, file: str) -> list[Case]:
 
 def read_cases(file: str, text: str) -> list[Case]:
     """Cases from one file: TOML by its .toml name, text otherwise (standard input included)."""
+    text = text.removeprefix("\ufeff")  # (a byte-order mark, as some Windows editors write)
     return read_toml(text, file) if file.endswith(".toml") else read_text(text, file)

@@ -1,5 +1,6 @@
 """diffcli batch: file formats, records, JUnit, shards, bad cases, interruption."""
 
+import io
 import json
 import math
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from diffcli.batch import load, shard_spec
+from diffcli.batch import load, run_batch, shard_spec
 from diffcli.cli import cli
 from diffcli.errors import DiffcliError
 from diffcli.suite import read_text, read_toml
@@ -191,7 +192,10 @@ def test_sample_and_at_points_are_both_used(tmp_path):
         ('expr = "x"\nsample = { box = { x = [1] } }', "'sample.box.x' must be [low, high]"),
         ('expr = "x"\nsample = { n = 3 }', "needs a 'box'"),
         ('expr = "x"\nsample = { box = { x = [0, 1] }, count = 3 }', "unknown key 'count'"),
-        ('expr = "x"\nat = [{ x = 1 }]\nexpect = { value = [1, 2] }', "2 values for 1 'at' points"),
+        ('expr = "x"\nat = [{ x = 1 }]\nexpect = { value = [1, 2] }', "2 values for 1 point in 'at'"),
+        ('expr = "x"\nat = [{ x = 1 }]\nexpect = { value = ["a"] }', "'expect.value[0]' must be a number or an array"),
+        ('expr = "x"\nat = [{ x = 1 }]\nrtol = inf', "'rtol' must be a finite number >= 0"),
+        ('expr = "x"\nat = [{ x = 1 }]\natol = -1', "'atol' must be a finite number >= 0"),
         ('expr = "x"\nat = [{ x = 1 }]\nvars = "x"', "'vars' must be a array"),
     ],
 )
@@ -354,3 +358,26 @@ def test_undefined_and_unknown_checks_say_why_everywhere(tmp_path):
     assert "undefined kink [grad]: one-sided derivatives differ (-1 and 1) at the kink of Abs(x)" in table
     assert "unknown huge [value]: the reference cannot be computed here" in table
     assert "1 undefined, 1 unknown" in table
+
+
+@pytest.mark.parametrize(
+    ("junit", "message"),
+    [
+        ("nodir/report.xml", "cannot write nodir/report.xml: no such directory"),
+        ("suite.toml/report.xml", "cannot write suite.toml/report.xml: a part of the path is not a directory"),
+        (".", "is a directory"),  # (click says so first)
+    ],
+)
+def test_an_unwritable_junit_path_is_refused_before_any_case_runs(suite, junit, message, monkeypatch):
+    monkeypatch.chdir(suite.parent)
+    result = batch("suite.toml", "-f", "json", "--junit", junit)
+    assert result.exit_code == 2 and "internal" not in result.output
+    assert message in result.output and result.stdout == ""  # (nothing ran)
+    with pytest.raises(DiffcliError, match=r"cannot write nodir/report\.xml: no such directory"):
+        run_batch([("suite.toml", SUITE)], junit="nodir/report.xml", out=io.StringIO())
+
+
+def test_a_suite_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_text(SUITE, encoding="utf-8-sig")
+    assert batch(str(path), "-f", "json").exit_code == 1  # (runs: the typo case fails)

@@ -337,7 +337,7 @@ def test_a_constant_sub_expression_has_a_zero_tangent(engine):
         ({"at": ["x=1,y=2"], "variables": "x,1y"}, "not a valid variable name"),
         ({"at": ["x=1,y=2"], "tangent": "1,0"}, "--tangent only applies to jvp"),
         ({"at": ["x=1,y=2"], "dtype": "float16"}, "--dtype must be one of"),
-        ({"at": ["x=1,y=2"], "rtol": -1.0}, "--rtol must be a number >= 0"),
+        ({"at": ["x=1,y=2"], "rtol": -1.0}, "--rtol must be a finite number >= 0"),
     ],
 )
 def test_bad_input_is_a_diffcli_error(kwargs, message):
@@ -373,3 +373,32 @@ def test_a_formula_sympy_cannot_build_is_named_as_such():
     text = f"{inner} if {inner} > 0 else 0"
     with pytest.raises(DiffcliError, match="SymPy cannot build the formula of 'atan2"):
         check("value", text, ["x=2,y=0"])
+
+
+def test_let_names_may_come_in_any_order():
+    # a = b*2 uses b, defined after it: resolved in dependency order (by hand: 2x + x, slope 3)
+    assert check("grad", "a + x", ["x=1"], let={"a": "b*2", "b": "x"}).reference.tolist() == [[3.0]]
+    assert check("grad", "c", ["x=2"], let={"c": "a*b", "a": "b + 1", "b": "x^2"}).reference.tolist() == [[36.0]]
+
+
+@pytest.mark.parametrize(
+    ("let", "message"),
+    [
+        ({"a": "a + 1"}, "let: 'a' refers to itself"),
+        ({"a": "b*2", "b": "a"}, r"let: a circular definition \(a -> b -> a\)"),
+        ({"a": "b", "b": "c", "c": "a + x"}, r"a circular definition \(a -> b -> c -> a\)"),
+        ({f"a{i}": f"a{i + 1}" for i in range(300)} | {"a300": "x"}, "let: definitions nest more than 200 levels"),
+        ({f"a{i}": f"a{i + 1}*a{i + 1}" for i in range(30)} | {"a30": "x"}, r"8,191 nodes \(limit 5,000 nodes\)"),
+        ({f"a{i}": "sin(" * 10 + f"a{i + 1}" + ")" * 10 for i in range(30)} | {"a30": "x"}, "2.. levels deep"),
+    ],
+)
+def test_let_cycles_and_blow_ups_are_input_errors(let, message):
+    with pytest.raises(DiffcliError, match=message):
+        check("grad", "a0 + x" if "a0" in let else "a + x", ["x=1"], let=let)
+
+
+@pytest.mark.parametrize("option", ["rtol", "atol"])
+@pytest.mark.parametrize("value", [math.inf, math.nan, -1.0])
+def test_a_tolerance_must_be_finite_and_not_negative(option, value):
+    with pytest.raises(DiffcliError, match=f"--{option} must be a finite number >= 0"):
+        check("value", "x", ["x=1"], **{option: value})

@@ -174,6 +174,34 @@ def test_exit_statuses(args, code):
     assert run(*args).exit_code == code
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--timeout", "nan", "--timeout must be a positive number"),
+        ("--timeout", "inf", "--timeout must be a positive number"),
+        ("--timeout", "1e400", "--timeout must be a positive number"),
+        ("--max-points", "0", "--max-points must be a positive number"),
+        ("--rtol", "inf", "--rtol must be a finite number >= 0"),
+        ("--atol", "1e400", "--atol must be a finite number >= 0"),
+    ],
+)
+def test_option_values_out_of_range_are_input_errors(option, value, message):
+    for fmt in ("plain", "json"):
+        result = run("grad", "x*y", "--at", "x=1,y=2", option, value, "-f", fmt)
+        assert result.exit_code == 2 and f"Error: {message}" in result.output, result.output
+        assert "internal" not in result.output
+
+
+def test_points_files_a_new_user_has(tmp_path):
+    bom = tmp_path / "excel.csv"
+    bom.write_text("x,y\n1,2\n", encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
+    assert json.loads(run("value", "x*y", "--points", str(bom), "-f", "json").output)["results"][0]["value"] == 2.0
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00x")
+    result = run("value", "x*y", "--points", str(binary))
+    assert result.exit_code == 2 and "binary.csv: not UTF-8 text" in result.output
+
+
 def test_parse_errors_show_a_caret_and_no_traceback():
     result = run("grad", "x + sinn(x)", "--at", "x=1")
     assert result.exit_code == 2
@@ -352,3 +380,13 @@ def test_the_examples_of_the_verdict_rule_end_to_end(args, reference, status, co
     assert r["status"] == status, r
     got = np.array(r["reference"], dtype=float)  # "NaN" reads back as nan
     np.testing.assert_allclose(got, np.array(reference, dtype=float), rtol=1e-15, equal_nan=True)
+
+
+def test_the_footer_does_not_call_hand_given_points_generated():
+    at = [arg for i in range(17) for arg in ("--at", f"x={i}")]
+    result = run("grad", "x^2", *at, "-f", "table")
+    assert "at these 17 points given by hand (more than 16)" in result.output
+    assert "generated" not in result.output
+    result = run("grad", "x^2", "--grid", "x=0:1:3", "-f", "table")
+    assert "reference in float64 at generated points" in result.output and "3 points: 3 ok" in result.output
+    assert "1 point: 1 ok" in run("grad", "x^2", "--at", "x=1", "-f", "table").output
