@@ -60,16 +60,42 @@ class _Rewritten:
         return self.columns[min(max(index, 0), len(self.columns) - 1)] + (index >= len(self.columns))
 
 
-def _multiplies(previous: tokenize.TokenInfo | None, current: tokenize.TokenInfo) -> bool:
-    """Whether calculator habit puts an implicit ``*`` between two tokens."""
+def _is_operand_name(token: tokenize.TokenInfo) -> bool:
+    return token.type == tokenize.NAME and not keyword.iskeyword(token.string)
+
+
+def _multiplies(
+    previous: tokenize.TokenInfo | None, current: tokenize.TokenInfo, spaced: bool, functions: set[str]
+) -> bool:
+    """Whether calculator habit puts an implicit ``*`` between two tokens: ``2x``,
+    ``2(x)``, ``(a)(b)``, ``(a)b``, and an operand a space after another (``x sin(x)``,
+    ``2 pi r``, ``k q1 q2``); a function name followed by ``(`` is a call (``sin (x)`` too).
+    ``functions`` are the names that are functions here (not listed as variables)."""
     if previous is None:
         return False
-    is_name = current.type == tokenize.NAME and not keyword.iskeyword(current.string)
-    if previous.type == tokenize.NUMBER:
-        return is_name or current.string == "("
-    if previous.string == ")":
-        return current.string == "(" or is_name
+    is_name, opens = _is_operand_name(current), current.string == "("
+    if previous.type == tokenize.NUMBER or previous.string == ")":
+        return is_name or opens
+    if spaced and _is_operand_name(previous) and previous.string not in functions:
+        return is_name or opens
     return False
+
+
+def _refuse_juxtaposed(
+    previous: tokenize.TokenInfo, current: tokenize.TokenInfo, functions: set[str], source: str, origin: list[int]
+) -> None:
+    """Operands side by side that no habit reads: ``sin x`` (write sin(x)), ``x 2``, ``2 3``."""
+    if current.type not in (tokenize.NUMBER, tokenize.NAME) or keyword.iskeyword(current.string):
+        return
+    start, end = origin[previous.start[1]], origin[current.end[1] - 1] + 1
+    if _is_operand_name(previous) and previous.string in functions:
+        message = f"write {previous.string}({current.string}) with parentheses: a function's argument is in (...)"
+        raise ParseError(message, source, start, end)
+    ends_operand = previous.type == tokenize.NUMBER or previous.string == ")" or _is_operand_name(previous)
+    if current.type == tokenize.NUMBER and ends_operand:
+        product = f"{'(...)' if previous.string == ')' else previous.string}*{current.string}"
+        message = f"a number cannot follow '{previous.string}' here: write {product} to multiply"
+        raise ParseError(message, source, start, end)
 
 
 def _tokens(text: str, source: str, origin: list[int]) -> list[tokenize.TokenInfo]:
@@ -89,35 +115,92 @@ def _tokens(text: str, source: str, origin: list[int]) -> list[tokenize.TokenInf
 
 
 #: Operators as typeset in papers, web pages and word processors, read as typed in Python.
-_TYPESET = {"−": "-", "×": "*", "·": "*", "⋅": "*", "∗": "*", "÷": "/", "∕": "/"}
+_TYPESET = {
+    **dict.fromkeys("−–‑", "-"),  # minus sign, en dash, non-breaking hyphen
+    **dict.fromkeys("×·⋅∗", "*"),
+    **dict.fromkeys("÷∕", "/"),
+    "≤": "<=",
+    "≥": ">=",
+    "≠": "!=",
+}
 #: Superscript exponents: x² is x**2, x⁻¹ is x**-1.
 _SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-"))
+#: Subscript digits belong to names: x₁ is x1.
+_SUBSCRIPTS = dict(zip("₀₁₂₃₄₅₆₇₈₉", "0123456789"))
+#: Vulgar fractions are numbers: ½x is x/2.
+_FRACTIONS = {"½": "1/2", "⅓": "1/3", "⅔": "2/3", "¼": "1/4", "¾": "3/4", "⅕": "1/5", "⅙": "1/6", "⅛": "1/8"}
+#: Characters that end an operand (what a following operand multiplies).
+_ENDS_OPERAND = set("_.)") | set(_SUPERSCRIPTS)
+
+
+def _ends_operand(ch: str | None) -> bool:
+    return ch is not None and (ch.isalnum() or ch in _ENDS_OPERAND)
 
 
 def _typeset(source: str) -> tuple[str, list[int]]:
-    """The text with typeset operators, superscript exponents and √ in Python's
-    spelling, and for each of its characters the column it came from."""
+    """The text with typeset operators, superscript exponents and subscript digits, vulgar
+    fractions, π, √ and |x| in Python's spelling, and for each of its characters the column
+    it came from."""
     out: list[str] = []
     origin: list[int] = []
+    bars: list[tuple[str, int]] = []  # open brackets and bars, innermost last
+    last: str | None = None  # the last character written that is not a space
+
+    def put(piece: str, i: int) -> None:
+        nonlocal last
+        out.append(piece)
+        origin.extend([i] * len(piece))
+        if piece.strip():
+            last = piece.rstrip()[-1]
+
     for i, ch in enumerate(source):
         if ch in _SUPERSCRIPTS:
             if not (i and source[i - 1] in _SUPERSCRIPTS):  # a run of them is one exponent
                 _refuse_power_of_a_function(source, i)
-                out.append("**")
-                origin.extend([i, i])
-            out.append(_SUPERSCRIPTS[ch])
+                put("**", i)
+            put(_SUPERSCRIPTS[ch], i)
+        elif ch in _SUBSCRIPTS:
+            start = i
+            while start and (source[start - 1].isalnum() or source[start - 1] in {"_", *_SUBSCRIPTS}):
+                start -= 1
+            if start == i or not (source[start].isalpha() or source[start] == "_"):
+                raise ParseError("a subscript digit belongs to a name (x₁); write numbers with plain digits", source, i)
+            put(_SUBSCRIPTS[ch], i)
+        elif ch in _FRACTIONS:
+            if last is not None and last.isdigit() and out and out[-1] == last:
+                message = f"write a mixed number as a sum or a fraction (2 + {_FRACTIONS[ch]}, not 2{ch})"
+                raise ParseError(message, source, i - 1, i + 1)
+            put((" " if _ends_operand(last) else "") + f"({_FRACTIONS[ch]})", i)
+        elif ch == "π":  # a constant, never part of a name: 2πr is 2*π*r
+            put((" " if _ends_operand(last) else "") + "π ", i)
         elif ch == "√":  # √(...) only: how far √x² reaches is a question of typesetting
             if not source[i + 1 :].lstrip().startswith("("):
                 raise ParseError("write √(...) with parentheses, or sqrt(...)", source, i)
-            after_operand = out and (out[-1][-1].isalnum() or out[-1][-1] in "_).")
-            out.append("*sqrt" if after_operand else "sqrt")  # x√(y) is x*sqrt(y)
-            origin.extend([i] * (len(out[-1]) - 1))
+            put(" sqrt" if _ends_operand(last) else "sqrt", i)  # x√(y) is x*sqrt(y)
+        elif ch == "|":
+            if bars and bars[-1][0] == "|" and _ends_operand(last):
+                bars.pop()
+                put(")", i)
+            else:  # an opening bar: at the start, after an operator or bracket, or after a closed operand
+                bars.append(("|", i))
+                put(" Abs(" if _ends_operand(last) else "Abs(", i)
+        elif ch in "([{":
+            bars.append((ch, i))
+            put(ch, i)
+        elif ch in ")]}":
+            if bars and bars[-1][0] == "|":
+                raise ParseError(f"'|' is not closed before '{ch}'", source, bars[-1][1], i + 1)
+            if bars:
+                bars.pop()
+            put(ch, i)
         else:
             typed_next_to = out and out[-1] == "*" and (ch in _TYPESET or source[origin[-1]] in _TYPESET)
             if typed_next_to and _TYPESET.get(ch, ch) == "*":  # x×*y would read as the power x**y
                 raise ParseError(f"'{source[origin[-1]]}{ch}' is not an operator", source, origin[-1], i + 1)
-            out.append(_TYPESET.get(ch, ch))
-        origin.append(i)
+            put(_TYPESET.get(ch, ch), i)
+    unclosed = [at for kind, at in bars if kind == "|"]
+    if unclosed:
+        raise ParseError("'|' is not closed: |x| is the absolute value of x", source, unclosed[-1])
     return "".join(out), origin
 
 
@@ -149,9 +232,10 @@ def _syntax_error(exc: SyntaxError, source: str, columns: list[int]) -> ParseErr
     return ParseError(f"syntax error: {exc.msg}", source, column)
 
 
-def _rewrite(source: str, limits: Limits = DEFAULT) -> _Rewritten:
+def _rewrite(source: str, limits: Limits = DEFAULT, variables: frozenset[str] = frozenset()) -> _Rewritten:
     """Apply the calculator habits, remembering where every character came from."""
     text, origin = _typeset(source)
+    functions = {t.string for t in _tokens(text, source, origin) if canonical_function(t.string)} - variables
     out: list[str] = []
     columns: list[int] = []
 
@@ -169,8 +253,11 @@ def _rewrite(source: str, limits: Limits = DEFAULT) -> _Rewritten:
             raise ParseError(message, source, origin[start], origin[end - 1] + 1)
         for i in range(position, start):
             emit(text[i], i)
-        if _multiplies(previous, token):
+        spaced = previous is not None and previous.end[1] < start
+        if _multiplies(previous, token, spaced, functions):
             emit("*", start)
+        elif previous is not None and previous.end[1] <= start:
+            _refuse_juxtaposed(previous, token, functions, source, origin)
         if token.type == tokenize.OP and token.string == "^":
             emit("**", start)
         else:
@@ -409,7 +496,7 @@ def parse_expression(
         raise ParseError("the expression is empty", source, 0)
     _check_one_line(source)
     _screen(source)
-    rewritten = _rewrite(source, limits)
+    rewritten = _rewrite(source, limits, frozenset(variables))
     try:
         tree = _python_parse(rewritten.text)
     except SyntaxError as exc:

@@ -72,8 +72,11 @@ RESOURCES = [
     "x" + "+x" * 3000,
 ]
 
-SYNTAX = ["x +", "(x", "x)", "x * * y", "1 2", "x, y", "", "   ", "x = 1", "x ==", "if x", "2 **", "x y", "sin()",
-          "sin x", "x +* y", "3..4", "x!", "&x", "x ? 1 : 2"]  # fmt: skip
+SYNTAX = ["x +", "(x", "x)", "x * * y", "1 2", "x, y", "", "   ", "x = 1", "x ==", "if x", "2 **", "x 2", "sin()",
+          "sin x", "x +* y", "3..4", "x!", "&x", "x ? 1 : 2",
+          # as people type on paper: bars that do not pair, a function without parentheses, subscripts on numbers
+          "|x", "x|", "||", "|x||", "| |", "(|x)|", "x || y", "|x - |x|", "2 (x", "sin  x", "ln x", "2₁",
+          "x₁₂ + 3₄", "2½", "x ≤", "≠ x"]  # fmt: skip
 
 UNKNOWN_NAMES = ["sinn(x)", "foo(x)", "Sin(x)", "x(x + 1)", "diff(x)", "integrate(x)", "sin", "os.system(x)",
                  "Integral(x)", "lambdify(x)"]  # fmt: skip

@@ -202,6 +202,33 @@ def test_the_size_of_a_huge_constant_is_written_as_a_power_of_ten():
         ("2√(x)", "2*sqrt(x)"),
         ("x√(y)", "x*sqrt(y)"),  # not the name xsqrt
         ("√(√(x))", "sqrt(sqrt(x))"),
+        # a space between operands multiplies, as 2x and sin(x) cos(x) already did
+        ("x sin(x)", "x*sin(x)"),
+        ("pi x", "pi*x"),
+        ("k q1 q2 / r^2", "k*q1*q2/r**2"),
+        ("2 pi r", "2*pi*r"),
+        ("2πx", "2*pi*x"),  # π is a constant, never part of a name
+        ("πr²", "pi*r**2"),
+        ("x (y + 1)", "x*(y + 1)"),  # (x(y + 1), with no space, stays an error: f(x) notation)
+        ("2 (x)", "2*x"),
+        ("sin (x)", "sin(x)"),  # a function's call
+        ("x if x > 0 else -x", "x if x > 0 else -x"),  # keywords are not operands
+        # bars
+        ("|x|", "Abs(x)"),
+        ("|x - |y||", "Abs(x - Abs(y))"),
+        ("2|x|", "2*Abs(x)"),
+        ("|x| |y|", "Abs(x)*Abs(y)"),
+        ("x|y|", "x*Abs(y)"),
+        ("|x|²", "Abs(x)**2"),
+        ("||x||", "Abs(Abs(x))"),
+        ("|(x)|", "Abs(x)"),
+        # pasted characters
+        ("1 if x ≤ y else 2", "1 if x <= y else 2"),
+        ("1 if x ≥ y else 2", "1 if x >= y else 2"),
+        ("1 if x ≠ y else 2", "1 if x != y else 2"),
+        ("x – y ‑ z", "x - y - z"),  # en dash, non-breaking hyphen
+        ("½x + ¼ + ⅓ + ¾", "(1/2)*x + 1/4 + 1/3 + 3/4"),
+        ("x₁ + x₂₃", "x1 + x23"),
     ],
 )
 def test_typeset_operators_superscripts_and_pi_read_as_typed(typed, python):
@@ -220,3 +247,27 @@ def test_typeset_input_errors_point_at_the_original_columns():
     with pytest.raises(ParseError, match=r"write √\(...\) with parentheses") as info:
         parse_expression("1 + √x²")  # √(x²) or √(x)²? Only the typesetting knew
     assert info.value.start == 4
+
+
+@pytest.mark.parametrize(
+    ("typed", "message", "start"),
+    [
+        ("sin x", r"write sin\(x\) with parentheses", 0),
+        ("ln x", r"write ln\(x\) with parentheses", 0),
+        ("y + sin  x", r"write sin\(x\) with parentheses", 4),
+        ("|x", "'\\|' is not closed: \\|x\\| is the absolute value of x", 0),
+        ("|x - |y|", "'\\|' is not closed", 0),
+        ("(|x)|", "'\\|' is not closed before '\\)'", 1),
+        ("2 3", r"a number cannot follow '2' here: write 2\*3 to multiply", 0),
+        ("2₁", r"a subscript digit belongs to a name \(x₁\)", 1),
+        ("2½", r"write a mixed number as a sum or a fraction \(2 \+ 1/2, not 2½\)", 0),
+    ],
+)
+def test_math_as_typed_on_paper_errors_say_what_to_write(typed, message, start):
+    with pytest.raises(ParseError, match=message) as info:
+        parse_expression(typed)
+    assert info.value.start == start
+
+
+def test_a_function_name_listed_as_a_variable_multiplies():
+    assert str(parse_expression("gamma x", {"gamma", "x"})) == "gamma*x"
