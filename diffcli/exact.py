@@ -35,6 +35,7 @@ import mpmath
 import numpy as np
 
 from diffcli.expr import CHAINS, COMPARISONS, Node, short_text
+from diffcli.parser import expand
 from diffcli.taylor import (
     COEFFICIENTS,
     DIGIT_BITS,
@@ -959,6 +960,7 @@ def _accurate(values: list) -> int:
 
 def answer(tree: Node, variables: Sequence[str], point: Sequence[float], command: str, tangent=None) -> Answer:
     """The reference of ``command`` at one point (see the module's docstring)."""
+    tree = expand(tree)
     n = len(variables)
     shape = {"grad": (n,), "hessian": (n, n)}.get(command, ())
     size = int(np.prod(shape)) if shape else 1

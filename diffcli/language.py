@@ -50,6 +50,21 @@ FUNCTIONS: dict[str, Arity] = {
     "Heaviside": Arity(1, 2),  # Heaviside(x, h0): h0 is the value at 0 (default 1/2)
     "Mod": _TWO,  # Mod(a, m) has the sign of m, as Python's %
     "Piecewise": Arity(1, None),  # Piecewise((expr, cond), ...)
+    **{name: _ONE for name in ("log10", "log2", "log1p", "expm1", "exp2", "factorial")},
+    "hypot": _TWO,
+}
+
+#: Functions the reference knows by their definition (parameters a, b), which SymPy and
+#: the exact reference expand; torch computes each with its own kernel. log1p and expm1
+#: exist for accuracy near 0: the exact reference of their definition is exact there.
+DEFINITIONS: dict[str, str] = {
+    "log10": "log(a)/log(10)",
+    "log2": "log(a)/log(2)",
+    "log1p": "log(1 + a)",
+    "expm1": "exp(a) - 1",
+    "exp2": "2**a",
+    "factorial": "gamma(a + 1)",  # Γ(a + 1) for real a
+    "hypot": "sqrt(a**2 + b**2)",
 }
 
 #: Other spellings people type, mapped to the canonical name.

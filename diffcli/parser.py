@@ -11,6 +11,7 @@ pointing at the offending columns of the text as the user typed it.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import itertools
 import keyword
@@ -21,8 +22,8 @@ import warnings
 from dataclasses import dataclass
 
 from diffcli.errors import ParseError
-from diffcli.expr import COMPARISONS, Node
-from diffcli.language import CONSTANTS, FUNCTIONS, canonical_function, suggest
+from diffcli.expr import COMPARISONS, Node, substitute
+from diffcli.language import CONSTANTS, DEFINITIONS, FUNCTIONS, canonical_function, suggest
 from diffcli.limits import DEFAULT, Limits
 
 _BINARY = {ast.Add: "Add", ast.Sub: "Sub", ast.Mult: "Mul", ast.Div: "Div", ast.Pow: "Pow", ast.Mod: "Mod"}
@@ -512,8 +513,8 @@ def parse_expression(
 # How constant sub-expressions' magnitudes combine (log10 of an upper bound).
 _BOUNDED = {"sin", "cos", "tanh", "atan", "asin", "acos", "atan2", "erf", "erfc", "sign", "Heaviside", "sinc",
             *COMPARISONS, "And", "Or", "Not"}  # fmt: skip
-_EXPONENTIAL = {"exp", "sinh", "cosh"}
-_FACTORIAL = {"gamma", "loggamma"}
+_EXPONENTIAL = {"exp", "sinh", "cosh", "expm1", "exp2"}
+_FACTORIAL = {"gamma", "factorial"}
 
 
 def _magnitude(node: Node, limits: Limits, source: str) -> float | None:
@@ -544,7 +545,7 @@ def _magnitude(node: Node, limits: Limits, source: str) -> float | None:
         size = 10.0 ** min(parts[0], 300) * 0.4343
     elif op in _FACTORIAL:
         size = 10.0 ** min(parts[0], 300) * max(parts[0], 1.0)
-    elif op in ("log", "loggamma"):
+    elif op in ("log", "loggamma", "log10", "log2", "log1p"):
         size = math.log10(max(parts[0], 1.0) * 2.31) + 1.0
     elif op == "Sum":
         size = max(parts) + math.log10(len(parts))
@@ -593,3 +594,25 @@ def parse_assignments(source: str) -> list[tuple[str | None, str, int]]:
             raise ParseError("missing value", source, column, column + max(len(text), 1))
         result.append((name, value, column + (len(text) - len(value))))
     return result
+
+
+@functools.cache
+def _definition(name: str) -> Node:
+    return parse_expression(DEFINITIONS[name], ("a", "b"))
+
+
+def expand(tree: Node) -> Node:
+    """The tree with every function of :data:`DEFINITIONS` replaced by its definition, for
+    the references (SymPy and the exact one); torch computes those functions itself."""
+    memo: dict[Node, Node] = {}
+
+    def walk(node: Node) -> Node:
+        if node not in memo:
+            args = tuple(walk(a) for a in node.args)
+            if node.op in DEFINITIONS:
+                memo[node] = substitute(_definition(node.op), dict(zip("ab", args)))
+            else:
+                memo[node] = node if args == node.args else Node(node.op, args, node.text, node.span)
+        return memo[node]
+
+    return walk(tree) if any(n.op in DEFINITIONS for n in tree.walk()) else tree

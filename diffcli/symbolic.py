@@ -31,6 +31,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from diffcli.errors import DiffcliError
 from diffcli.expr import CHAINS, COMPARISONS, LEAVES, Node, fold_chain, short_text
+from diffcli.parser import expand
 
 
 class DiracComb(sp.Function):
@@ -308,6 +309,7 @@ def to_sympy(
     evaluates it to NaN at 0, as torch does). ``constant``, if given, gives the value of
     every operation on constants (its 30 digits, computed elsewhere), so that SymPy never
     evaluates one: its own evaluation fails on a few (``tanh(erfc(1e308))``)."""
+    node = expand(node)
     memo: dict[Node, sp.Basic] = {}
 
     def build(n: Node) -> sp.Basic:
@@ -424,6 +426,7 @@ _OUTSIDE = {
 
 def screen_vectorised(node: Node, variables: Sequence[str], points: np.ndarray) -> Screen:
     """A :class:`Screen` of the expression at many points, in float64."""
+    node = expand(node)
     columns = {name: np.ascontiguousarray(points[:, i]) for i, name in enumerate(variables)}
     ones = np.ones(points.shape[0], dtype=bool)
     values: dict[Node, np.ndarray] = {}
@@ -499,12 +502,12 @@ def screen_vectorised(node: Node, variables: Sequence[str], points: np.ndarray) 
             elif op in _OUTSIDE:
                 u = value(args[0])
                 flag(where & _OUTSIDE[op](u, scale(args[0])), f"{short_text(n)} is not real")
+                if op == "log":  # log near 1 of a rounded value (log1p's reason to exist): few digits left
+                    gap = np.abs(u - 1)
+                    flag(where & (gap > 0) & (gap < 2.0**-CANCELLED))
             elif op in ("Add", "Sub", "Sum") and not all(_exact_leaf(a) for a in args):
                 size = scale(n)
                 flag(where & (size > 0) & ~(np.abs(value(n)) > 2.0**-CANCELLED * size))
-            elif op == "log" and len(args) == 1:  # log near 1 of a rounded value: log1p's reason to exist
-                gap = np.abs(value(args[0]) - 1)
-                flag(where & (gap > 0) & (gap < 2.0**-CANCELLED))
             elif op == "Pow":
                 b, e = value(args[0]), value(args[1])
                 fractional = np.abs(e - np.round(e)) > NEAR * np.maximum(1, np.abs(e))

@@ -91,6 +91,13 @@ TORCH: dict[str, Callable[..., Tensor]] = {
     "gamma": _gamma,
     "loggamma": torch.lgamma,  # lgamma is log|Gamma|: real where SymPy's is not
     "sinc": lambda x: torch.sinc(x / math.pi),  # torch.sinc is the normalised sin(pi x)/(pi x)
+    "log10": torch.log10,
+    "log2": torch.log2,
+    "log1p": torch.log1p,
+    "expm1": torch.expm1,
+    "exp2": torch.exp2,
+    "factorial": lambda x: _gamma(x + 1),
+    "hypot": torch.hypot,
     "Heaviside": _heaviside,
     "Mod": torch.remainder,  # sign of the divisor, as Python and SymPy
     "Lt": torch.lt,

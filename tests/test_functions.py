@@ -81,6 +81,16 @@ CASES = [
     ("x**3 if x == 0.5 else -x", {"x": 0.7}, lambda x: -x),
     ("x**3 if x != 0.5 else -x", {"x": 0.7}, lambda x: x**3),
     ("pi*x + E*x**2 + e", {"x": 0.5}, lambda x: mp.pi * x + mp.e * x**2 + mp.e),
+    ("log10(x)", {"x": 7.5}, lambda x: mp.log10(x)),
+    ("log2(x)", {"x": 7.5}, lambda x: mp.log(x, 2)),
+    ("log1p(x)", {"x": 0.3}, lambda x: mp.log1p(x)),
+    ("log1p(x)", {"x": -0.7}, lambda x: mp.log1p(x)),
+    ("expm1(x)", {"x": 0.3}, lambda x: mp.expm1(x)),
+    ("expm1(x)", {"x": -2.5}, lambda x: mp.expm1(x)),
+    ("exp2(x)", {"x": 1.7}, lambda x: mp.power(2, x)),
+    ("hypot(x, y)", {"x": 3.0, "y": -4.0}, lambda x, y: mp.hypot(x, y)),
+    ("factorial(x)", {"x": 4.5}, lambda x: mp.factorial(x)),
+    ("factorial(x)", {"x": -0.5}, lambda x: mp.factorial(x)),
 ]
 
 
@@ -140,3 +150,35 @@ def test_both_engines_give_the_same_answers(expr, point, fn):
         # reverse-over-reverse vs forward-over-reverse Hessians may round differently in the last few bits
         np.testing.assert_allclose(a.autodiff, b.autodiff, rtol=4e-15, atol=1e-300, err_msg=command)
         np.testing.assert_allclose(a.values, b.values, rtol=4e-15, atol=1e-300, err_msg=command)
+
+
+# log1p and expm1 exist for accuracy near 0, which is exactly what users check there
+NEAR_ZERO = [
+    ("log1p(x)", 1e-20, mp.log1p),
+    ("log1p(x)", -3e-12, mp.log1p),
+    ("expm1(x)", 1e-20, mp.expm1),
+    ("expm1(x)", -3e-12, mp.expm1),
+]
+
+
+@pytest.mark.parametrize(("expr", "x", "fn"), NEAR_ZERO)
+def test_log1p_and_expm1_near_zero(expr, x, fn):
+    with mp.workdps(60):
+        want = [fn(mp.mpf(x)), mp.diff(fn, mp.mpf(x)), mp.diff(fn, mp.mpf(x), 2)]
+    for command, expected in zip(("value", "grad", "hessian"), want):
+        result = check(command, expr, [f"x={x!r}"]).results[0]
+        assert result.status == "ok"
+        assert float(np.ravel(result.reference)[0]) == pytest.approx(float(expected), rel=1e-15)
+    # on a grid: the float64 formula log(x + 1) has no digits left there, so it is recomputed exactly
+    report = check("value", f"{expr}/x", grid=["x=1e-13:2e-13:3"])
+    with mp.workdps(60):
+        exact = [float(fn(mp.mpf(v)) / mp.mpf(v)) for v in np.linspace(1e-13, 2e-13, 3)]
+    assert report.reference.tolist() == pytest.approx(exact, rel=1e-15) and report.counts() == {"ok": 3}
+
+
+def test_a_difference_of_logs_near_one_on_a_grid_is_not_float64_noise():
+    # (log(1 + x) - x)/x**2 -> -1/2 (by hand, from the series x - x**2/2 + ...); float64 gives
+    # noise of +-100 there, the same in torch and in the formula: that was a false "ok"
+    report = check("value", "(log(1 + x) - x)/x^2", grid=["x=1e-9:2e-9:3"])
+    assert report.reference.tolist() == pytest.approx([-0.5] * 3, rel=1e-8)
+    assert report.counts() == {"mismatch": 3}
