@@ -21,7 +21,7 @@ import numpy as np
 
 from diffcli import worker
 from diffcli.check import finish, prepare, start
-from diffcli.errors import DiffcliError
+from diffcli.errors import DiffcliError, plural
 from diffcli.limits import DEFAULT
 from diffcli.report import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, Report
 from diffcli.suite import CHECKS, Case, read_cases
@@ -60,7 +60,7 @@ class Record:
     report: Report | None = None
     error: str | None = None
     seconds: float = 0.0
-    expect_failures: list[int] = field(default_factory=list)
+    expect_failures: list[dict[str, Any]] = field(default_factory=list)  # {index, point, expected, found}
 
     @property
     def status(self) -> str:
@@ -73,6 +73,19 @@ class Record:
     @property
     def ok(self) -> bool:
         return self.status not in (MISMATCH, "error")
+
+    @property
+    def message(self) -> str:
+        """One line on what went wrong: the error, or the first golden value torch missed."""
+        if self.error is not None:
+            return self.error.splitlines()[0]
+        if not self.expect_failures:
+            return ""
+        first = self.expect_failures[0]
+        point = ",".join(f"{k}={v:g}" for k, v in first["point"].items())
+        more = len(self.expect_failures) - 1
+        tail = f" (and {plural(more, 'other point')})" if more else ""
+        return f"expect.{self.check} at {point}: expected {first['expected']}, found {first['found']}{tail}"
 
 
 def _sample_options(case: Case) -> dict[str, Any]:
@@ -89,11 +102,12 @@ def _check_expectations(record: Record, expected: list) -> None:
     """Golden values, one per `at` point, against torch's answer (same tolerance)."""
     report = record.report
     tol = report.tolerance
-    for i, want in enumerate(expected):
+    for i, given in enumerate(expected):
         got = np.asarray(report.autodiff[i], dtype=np.float64)
-        want = np.asarray(want, dtype=np.float64)
+        want = np.asarray(given, dtype=np.float64)
         if want.shape != got.shape or not np.allclose(got, want, rtol=tol.rtol, atol=tol.atol, equal_nan=True):
-            record.expect_failures.append(i)
+            point = dict(zip(report.variables, report.points[i].tolist()))
+            record.expect_failures.append({"index": i, "point": point, "expected": given, "found": got.tolist()})
             report.verdicts.status[i] = MISMATCH
 
 
@@ -126,12 +140,17 @@ def _failed(record: Record, exc: BaseException) -> Record:
     return record
 
 
-def start_case(case: Case, checks: Sequence[str], options: dict[str, Any], backend=None) -> list[_Job]:
+def planned(case: Case, only: Sequence[str] | None) -> list[str]:
+    """The checks a case runs: its own (or all), less those ``only`` (--checks) leaves out."""
+    return [c for c in case.checks or CHECKS if only is None or c in only]
+
+
+def start_case(case: Case, only: Sequence[str] | None, options: dict[str, Any], backend=None) -> list[_Job]:
     """Validate every check of a case and send their symbolic work off (to ``backend``)."""
     if case.error is not None:
         return [_Job(Record(case, None, error=case.error))]
     jobs = []
-    for check in case.checks or checks:
+    for check in planned(case, only):
         job = _Job(Record(case, check), clock=time.perf_counter())
         try:
             job.started = start(_prepare(case, check, options), backend)
@@ -167,9 +186,9 @@ def finish_case(jobs: list[_Job], since: float = 0.0) -> Iterator[Record]:
         yield record
 
 
-def run_case(case: Case, checks: Sequence[str], options: dict[str, Any]) -> Iterator[Record]:
+def run_case(case: Case, only: Sequence[str] | None, options: dict[str, Any]) -> Iterator[Record]:
     """One record per check; the case's symbolic work is shared between its checks."""
-    yield from finish_case(start_case(case, checks, options))
+    yield from finish_case(start_case(case, only, options))
 
 
 class _Interrupts:
@@ -254,6 +273,8 @@ def run_batch(
     from diffcli.render import BatchWriter
 
     cases = load(sources, shard)
+    if checks is not None and cases and not any(c.error or planned(c, checks) for c in cases):
+        raise DiffcliError(f"--checks {','.join(checks)}: no case runs these checks (each names its own)")
     writer = BatchWriter(fmt, out, junit, progress=progress, total=len(cases))  # (an unwritable --junit: here)
     interrupted = False
     interrupts = _Interrupts()
@@ -264,13 +285,13 @@ def run_batch(
             # while this one finishes, so neither worker waits for this process.
             started: deque[list] = deque()
             upcoming = iter(enumerate(cases))
-            _start_more(upcoming, started, checks or CHECKS, options, backends)
+            _start_more(upcoming, started, checks, options, backends)
             while started:
                 for record in finish_case(started.popleft(), since=time.perf_counter()):
                     with interrupts.writing_record():
                         writer.add(record)
                 writer.case_done()
-                _start_more(upcoming, started, checks or CHECKS, options, backends)
+                _start_more(upcoming, started, checks, options, backends)
         except KeyboardInterrupt:
             interrupted = True
             for backend in backends:

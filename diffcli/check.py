@@ -169,8 +169,9 @@ def _points(names, at, grid, sample, n, seed, points_csv, union, max_points) -> 
         if not sample:
             return fixed
         sampled = pointsets.combine(
-            [pointsets.sample(sample, 100 if n is None else n, seed, max_points, "sample.box")], names
-        )
+            [pointsets.sample(sample, 100 if n is None else n, seed, max_points, "sample.box")], names,
+            hint=pointsets.SUITE_HINT,
+        )  # fmt: skip
         return np.concatenate([fixed, sampled])
     if not (grid or sample or points_csv is not None):
         if not at:

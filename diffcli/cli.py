@@ -284,7 +284,8 @@ def parse_checks(text: str | None) -> tuple[str, ...] | None:
 @click.option(
     "--checks",
     metavar="LIST",
-    help="Checks for text cases (and TOML cases that name none): value,grad,hessian,jvp. Default: all.",
+    help="Run only these of each case's checks (value,grad,hessian,jvp): of those a TOML case names, or of "
+    "all four for cases that name none. Default: what each case names, else all four.",
 )
 @click.option(
     "--junit",

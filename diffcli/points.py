@@ -66,7 +66,7 @@ def resolve_point(spec: PointSpec, variables: Sequence[str], option: str = "--at
         items = [(str(k), str(v) if isinstance(v, str) else v, 0) for k, v in spec.items()]
     else:
         items = [(None, v, 0) for v in spec]
-    source = spec if isinstance(spec, str) else ""
+    source = spec if isinstance(spec, str) else ",".join(f"{k}={v}" if k else f"{v}" for k, v, _ in items)
     named = [name for name, _, _ in items if name is not None]
     if named and len(named) != len(items):
         raise DiffcliError(f"{option} {source}: give every value by name, or none")
@@ -91,8 +91,8 @@ def resolve_point(spec: PointSpec, variables: Sequence[str], option: str = "--at
             raise DiffcliError(f"{option}: '{name}' is given twice")
         if isinstance(text, (int, float)):
             value = float(text)
-        else:  # a mapping's or list's text is its own source: point at it, not at the empty spec
-            value = constant(text, *((source, column) if source else (text, 0)), f"{option} {name}")
+        else:  # a mapping's or list's text is its own source: point at it, not at the joined spec
+            value = constant(text, *((source, column) if isinstance(spec, str) else (text, 0)), f"{option} {name}")
         if not math.isfinite(value):
             raise DiffcliError(f"{option} {name}: {value} is not a finite real number")
         values[name] = value

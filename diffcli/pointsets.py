@@ -93,6 +93,10 @@ def sample(specs: Sequence[str], n: int, seed: int, max_points: int = MAX_POINTS
     return Table(tuple(b[0] for b in boxes), rows, option)
 
 
+CLI_HINT = "add it with --at, --grid or --sample"
+SUITE_HINT = "add it to sample.box (a case's points are its 'at' points and its sampled ones, each with every variable)"
+
+
 def read_csv(text: str, source: str = "--points") -> Table:
     """A CSV table whose header names the variables; cells are numbers or constant expressions."""
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))  # (Excel starts its UTF-8 with a byte-order mark)
@@ -136,8 +140,11 @@ def at_table(specs: Sequence[PointSpec], variables: Sequence[str]) -> Table:
     return Table(tuple(names), rows, "--at")
 
 
-def combine(tables: Sequence[Table], variables: Sequence[str], max_points: int = MAX_POINTS) -> np.ndarray:
-    """The cartesian product of the tables, as a (P, n) array in ``variables`` order."""
+def combine(
+    tables: Sequence[Table], variables: Sequence[str], max_points: int = MAX_POINTS, hint: str = CLI_HINT
+) -> np.ndarray:
+    """The cartesian product of the tables, as a (P, n) array in ``variables`` order;
+    ``hint`` says where a missing variable's values would go."""
     owner: dict[str, str] = {}
     for table in tables:
         for name in table.names:
@@ -148,7 +155,7 @@ def combine(tables: Sequence[Table], variables: Sequence[str], max_points: int =
             owner[name] = table.source
     missing = [v for v in variables if v not in owner]
     if missing:
-        raise DiffcliError(f"no value for {', '.join(repr(m) for m in missing)}: add it with --at, --grid or --sample")
+        raise DiffcliError(f"no value for {', '.join(repr(m) for m in missing)}: {hint}")
     total = int(np.prod([t.rows.shape[0] for t in tables], dtype=np.float64))
     if total > max_points:
         raise DiffcliError(f"{total} points requested; at most {max_points} (--max-points)")

@@ -438,7 +438,7 @@ def record_dict(record) -> dict[str, Any]:
     doc = {**head, **report_dict(record.report), "status": record.status}
     doc["ok"] = record.ok
     if record.expect_failures:
-        doc["expect_failures"] = record.expect_failures
+        doc["expect_failures"] = json_safe(record.expect_failures)
     return doc
 
 
@@ -449,14 +449,14 @@ def _record_errors(record) -> tuple[str, str]:
     return tuple(plain_number(s[k]["value"]) if s[k] else "-" for k in ("max_abs_err", "max_rel_err"))
 
 
-def record_fields(record) -> list[str]:
-    """status, case, check, points, max_abs_err, max_rel_err, error."""
-    points = str(len(record.report)) if record.report is not None else "-"
-    error = (record.error or "").splitlines()[0] if record.error else ""
-    return [record.status, record.case.name, record.check or "-", points, *_record_errors(record), error]
+def record_fields(record, missing: str = "-") -> list[str]:
+    """status, case, check, points, max_abs_err, max_rel_err, message (``missing``: for no number)."""
+    points = str(len(record.report)) if record.report is not None else missing
+    errors = [missing if e == "-" else e for e in _record_errors(record)]
+    return [record.status, record.case.name, record.check or "-", points, *errors, record.message]
 
 
-RECORD_COLUMNS = ["status", "case", "check", "points", "max_abs_err", "max_rel_err", "error"]
+RECORD_COLUMNS = ["status", "case", "check", "points", "max_abs_err", "max_rel_err", "message"]
 
 
 def batch_counts(records) -> dict[str, int]:
@@ -490,8 +490,9 @@ def junit_xml(records, seconds: float) -> str:
         if r.error is not None:
             ET.SubElement(case, "error", message=r.error.splitlines()[0], type="error").text = r.error
         elif r.status == MISMATCH:
-            message = f"{r.report.counts().get(MISMATCH, 0)} of {plural(len(r.report), 'point')} mismatch"
-            detail = json.dumps(json_safe(r.report.summary()), allow_nan=False)
+            message = r.message or f"{r.report.counts().get(MISMATCH, 0)} of {plural(len(r.report), 'point')} mismatch"
+            failures = {"expect_failures": r.expect_failures} if r.expect_failures else {}
+            detail = json.dumps(json_safe({**r.report.summary(), **failures}), allow_nan=False)
             ET.SubElement(case, "failure", message=message, type="mismatch").text = detail
         elif r.status == UNKNOWN:  # not checked: the reference could not be computed
             unknown = r.report.counts().get(UNKNOWN, 0)
@@ -579,7 +580,7 @@ class BatchWriter:
         elif self.fmt == "plain":
             self.out.write("\t".join(record_fields(record)) + "\n")
         elif self.fmt == "csv":
-            csv.writer(self.out, lineterminator="\n").writerow(record_fields(record))
+            csv.writer(self.out, lineterminator="\n").writerow(record_fields(record, missing=""))  # (as single checks)
         self.out.flush()
         if self.junit:
             write_atomically(self.junit, junit_xml(self.records, self._elapsed()))
@@ -621,12 +622,14 @@ class BatchWriter:
         con = console(self.out)
         con.print(table)
         for (_, status, why), records in itertools.groupby(
-            (r for r in self.records if r.status in ("error", UNDEFINED, UNKNOWN)), key=_why
+            (r for r in self.records if r.status in ("error", UNDEFINED, UNKNOWN) or r.expect_failures), key=_why
         ):  # a case that does not parse fails every check alike: one line, its checks listed
             records = list(records)
             checks = ", ".join(r.check for r in records if r.check)
             where = f"{records[0].case.name} [{checks}]" if checks else records[0].case.name
-            con.print(Text.assemble((f"{status} ", STYLE.get(status, "bold magenta")), f"{where}: ", why))
+            # soft-wrapped: the terminal folds a long note, rich would break it mid-phrase at 80 columns
+            note = Text.assemble((f"{status} ", STYLE.get(status, "bold magenta")), f"{where}: ", why)
+            con.print(note, soft_wrap=True)
         counts = batch_counts(self.records)
         status = "error" if counts.get("error") else overall_status(counts)
         con.print(
@@ -639,7 +642,7 @@ class BatchWriter:
 
 def _why(record) -> tuple[int, str, str]:
     """(case, status, reason): what groups a case's records in the table's notes."""
-    why = record.error.splitlines()[0] if record.error else _top_reason(record.report)
+    why = record.message or _top_reason(record.report)
     if why.startswith("∂"):  # which entry it is about differs between checks; the reason does not
         why = why.split(": ", 1)[-1]
     return id(record.case), record.status, why

@@ -8,6 +8,7 @@ at all (not TOML) is an error for the whole batch.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,11 @@ class CaseError(Exception):
     """A problem with one case: reported for that case, the others still run."""
 
 
+#: TOML's names for what tomllib returns.
+_TOML_TYPES = {str: "a string", int: "an integer", float: "a float", bool: "a boolean", list: "an array",
+               dict: "a table"}  # fmt: skip
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -56,7 +62,8 @@ def _expect_type(where: str, key: str, value: Any, kind: str) -> None:
         "array": isinstance(value, list),
     }[kind]
     if not ok:
-        raise CaseError(f"{where}: '{key}' must be a {kind}, not {type(value).__name__}")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise CaseError(f"{where}: '{key}' must be {article} {kind}, not {_TOML_TYPES.get(type(value), 'that')}")
 
 
 def _numbers(value: Any) -> bool:
@@ -214,7 +221,17 @@ def read_text(text: str, file: str) -> list[Case]:
     return cases
 
 
+#: A TOML suite, whatever its file is called: a [defaults] or [[case]] header on a line of its own.
+_TOML_HEADER = re.compile(r"^[ \t]*\[\[?[ \t]*(case|defaults)[ \t]*\]\]?[ \t]*(#.*)?$", re.MULTILINE)
+
+
 def read_cases(file: str, text: str) -> list[Case]:
-    """Cases from one file: TOML by its .toml name, text otherwise (standard input included)."""
+    """Cases from one file: a TOML suite (by its .toml name, or by its [[case]] and
+    [defaults] headers), else a text list (standard input included). A file with no
+    case is an error: a CI job must not pass on a wrong path or an emptied file."""
     text = text.removeprefix("\ufeff")  # (a byte-order mark, as some Windows editors write)
-    return read_toml(text, file) if file.endswith(".toml") else read_text(text, file)
+    toml = file.endswith(".toml") or _TOML_HEADER.search(text) is not None
+    cases = read_toml(text, file) if toml else read_text(text, file)
+    if not cases:
+        raise DiffcliError(f"no cases in {file}")
+    return cases

@@ -1,5 +1,6 @@
 """diffcli batch: file formats, records, JUnit, shards, bad cases, interruption."""
 
+import csv
 import io
 import json
 import math
@@ -142,7 +143,7 @@ checks = ["value", "grad", "hessian", "jvp"]
     assert cases[0].let == {"r2": "x**2 + y**2", "r4": "r2**2"}
     from diffcli.batch import run_case
 
-    records = list(run_case(cases[0], (), {}))
+    records = list(run_case(cases[0], None, {}))
     assert [r.check for r in records] == ["value", "grad", "hessian", "jvp"]
     for r in records:
         assert r.report.aux["r2"].tolist() == [5.0] and r.report.aux["r4"].tolist() == [25.0]
@@ -165,7 +166,67 @@ def test_expect_mismatch_fails_the_check(tmp_path):
     )
     result = batch(str(path), "-f", "json")
     record = jsonl(result.output)[0]
-    assert result.exit_code == 1 and record["expect_failures"] == [1] and record["status"] == "mismatch"
+    assert result.exit_code == 1 and record["status"] == "mismatch"
+    assert record["expect_failures"] == [{"index": 1, "point": {"x": 3.0}, "expected": 10.0, "found": 9.0}]
+
+
+def test_a_failed_golden_value_is_shown_in_every_format(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[[case]]\nname = "sq"\nexpr = "x*x"\nat = [{ x = 2 }, { x = 3 }]\n'
+                    'expect = { grad = [[4.1], [6.0]] }\nchecks = ["grad"]\n')  # fmt: skip
+    message = "expect.grad at x=2: expected [4.1], found [4.0]"
+    plain = batch(str(path), "-f", "plain").output.splitlines()[0].split("\t")
+    assert plain[0] == "mismatch" and plain[-1] == message
+    rows = list(csv.DictReader(io.StringIO(batch(str(path), "-f", "csv").output)))
+    assert rows[0]["message"] == message
+    assert f"mismatch sq [grad]: {message}" in batch(str(path), "-f", "table").output
+    junit = tmp_path / "report.xml"
+    batch(str(path), "-f", "plain", "--junit", str(junit))
+    assert ET.parse(junit).getroot().find(".//failure").get("message") == message
+
+
+def test_batch_csv_writes_missing_numbers_as_empty_cells(suite):
+    rows = list(csv.DictReader(io.StringIO(batch(str(suite), "-f", "csv").output)))
+    typo = next(r for r in rows if r["case"] == "typo")
+    assert typo["points"] == typo["max_abs_err"] == typo["max_rel_err"] == ""  # (as single checks' CSV)
+
+
+def test_checks_on_the_command_line_filter_a_suites_checks(suite):
+    records = jsonl(batch(str(suite), "-f", "json", "--checks", "grad,hessian").output)[:-1]
+    assert [(r["case"], r["check"]) for r in records] == [("square", "grad"), ("typo", "grad"), ("x*sqrt(x)", "grad")]
+    result = batch(str(suite), "-f", "json", "--checks", "jvp")  # the suite's cases name value and grad only
+    assert result.exit_code == 2 and "--checks jvp: no case runs these checks" in result.output
+
+
+@pytest.mark.parametrize("name", ["tests.conf", "suite", "cases.txt"])
+def test_a_toml_suite_is_recognised_by_its_content(tmp_path, name):
+    path = tmp_path / name
+    path.write_text(SUITE)
+    records = jsonl(batch(str(path), "-f", "json").output)
+    assert records[0]["case"] == "square" and records[0]["status"] == "ok"
+
+
+@pytest.mark.parametrize(("name", "text"), [("empty.toml", ""), ("empty.txt", "# only a comment\n\n"),
+                                            ("e.toml", "[defaults]\nrtol = 1e-9\n")])  # fmt: skip
+def test_a_suite_with_no_cases_is_an_input_error(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    result = batch(str(path))
+    assert result.exit_code == 2 and f"no cases in {path}" in result.output
+    with pytest.raises(DiffcliError, match="no cases in"):
+        load([(str(path), text)], None)
+
+
+def test_suite_errors_speak_the_suites_language(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[[case]]\nexpr = "x*y"\nat = [{ x = 1 }]\n[[case]]\nexpr = "x*y"\n'
+                    'sample = { box = { x = [0, 1] } }\n[[case]]\nexpr = "x*y"\nat = [{ x = 1, y = 2 }]\n'
+                    'tangent = [1]\nchecks = ["jvp"]\n')  # fmt: skip
+    errors = [r["error"] for r in jsonl(batch(str(path), "-f", "json").output)[:-1]]
+    assert errors[0] == "at x=1: no value for 'y'"
+    assert errors[4].startswith("no value for 'y': add it to sample.box")
+    assert errors[8] == "tangent 1: 1 value for 2 variables (x, y)"
+    assert not any("--" in e for e in errors)
 
 
 def test_sample_and_at_points_are_both_used(tmp_path):
@@ -185,7 +246,7 @@ def test_sample_and_at_points_are_both_used(tmp_path):
         ('expr = "x"\nat = [{ x = 1 }]\nbogus = 1', "unknown key 'bogus'"),
         ("expr = 3\nat = [{ x = 1 }]", "'expr' must be a string"),
         ("at = [{ x = 1 }]", "missing 'expr'"),
-        ('expr = "x"\nat = { x = 1 }', "'at' must be a array"),
+        ('expr = "x"\nat = { x = 1 }', "'at' must be an array, not a table"),
         ('expr = "x"\nat = [{ x = true }]', "'at[0].x' must be a number or an expression string"),
         ('expr = "x"\nat = [{ x = 1 }]\nchecks = ["gradient"]', "unknown check 'gradient'"),
         ('expr = "x"\nat = [{ x = 1 }]\nrtol = "small"', "'rtol' must be a number"),
@@ -196,7 +257,7 @@ def test_sample_and_at_points_are_both_used(tmp_path):
         ('expr = "x"\nat = [{ x = 1 }]\nexpect = { value = ["a"] }', "'expect.value[0]' must be a number or an array"),
         ('expr = "x"\nat = [{ x = 1 }]\nrtol = inf', "'rtol' must be a finite number >= 0"),
         ('expr = "x"\nat = [{ x = 1 }]\natol = -1', "'atol' must be a finite number >= 0"),
-        ('expr = "x"\nat = [{ x = 1 }]\nvars = "x"', "'vars' must be a array"),
+        ('expr = "x"\nat = [{ x = 1 }]\nvars = "x"', "'vars' must be an array, not a string"),
     ],
 )
 def test_bad_case_is_reported_by_name_and_key_and_the_others_still_run(case, message):
@@ -381,3 +442,10 @@ def test_a_suite_file_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "bom.toml"
     path.write_text(SUITE, encoding="utf-8-sig")
     assert batch(str(path), "-f", "json").exit_code == 1  # (runs: the typo case fails)
+
+
+def test_a_long_note_in_the_table_is_not_broken_mid_phrase(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[[case]]\nexpr = "x*y"\nsample = { box = { x = [0, 1] } }\n')
+    lines = batch(str(path), "-f", "table").output.splitlines()
+    assert any(line.endswith("each with every variable)") and "add it to sample.box" in line for line in lines)
