@@ -277,7 +277,7 @@ def parse_checks(text: str | None) -> tuple[str, ...] | None:
     context_settings=CONTEXT,
     epilog="\b\nExit status: 0 no mismatch and no case error, 1 a mismatch or a case error,\n"
     "2 the command line or a whole file is unusable, 3 internal error, 130 interrupted.",
-    help="Check every case in expression files (.toml suites, or text: one case per line).\n\n"
+    help="Check every case in expression files (TOML suites, or text lists: one case per line).\n\n"
     "\b\nExample:\n  diffcli batch samples/seed.toml --junit report.xml",
 )
 @click.argument("files", nargs=-1, required=True, type=click.File("r"))
