@@ -449,3 +449,14 @@ def test_a_long_note_in_the_table_is_not_broken_mid_phrase(tmp_path):
     path.write_text('[[case]]\nexpr = "x*y"\nsample = { box = { x = [0, 1] } }\n')
     lines = batch(str(path), "-f", "table").output.splitlines()
     assert any(line.endswith("each with every variable)") and "add it to sample.box" in line for line in lines)
+
+
+def test_let_in_any_order_and_circular_lets_through_the_command_line(tmp_path):
+    path = tmp_path / "s.toml"
+    case = '[[case]]\nexpr = "a + x"\nlet = {{ a = "b*2", b = "{b}" }}\nat = [{{ x = 1 }}]\nchecks = ["grad"]\n'
+    path.write_text(case.format(b="x") + case.format(b="a"))
+    result = batch(str(path), "-f", "json")
+    first, second, _ = jsonl(result.output)
+    assert first["status"] == "ok" and first["results"][0]["reference"] == [3.0]  # by hand: d/dx (2x + x)
+    assert second["error"] == "let: a circular definition (a -> b -> a); each name must come down to the variables"
+    assert result.exit_code == 1 and "internal" not in result.output
