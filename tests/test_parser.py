@@ -1,6 +1,8 @@
 """The safe parser: calculator habits, the allowlist, and errors that point."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from diffcli.errors import ParseError
 from diffcli.parser import parse_assignments, parse_expression
@@ -271,3 +273,18 @@ def test_math_as_typed_on_paper_errors_say_what_to_write(typed, message, start):
 
 def test_a_function_name_listed_as_a_variable_multiplies():
     assert str(parse_expression("gamma x", {"gamma", "x"})) == "gamma*x"
+
+
+_OPERANDS = st.sampled_from(["x", "y", "k", "q1", "pi", "θ", "sin(x)", "(x + 1)", "|y|", "exp(-x)", "x²"])
+
+
+@given(
+    st.one_of(st.none(), st.sampled_from(["2", "0.5", "3e2"])),
+    st.lists(_OPERANDS, min_size=1, max_size=6),
+    st.lists(st.sampled_from([" ", "  ", "\t"]), min_size=6, max_size=6),
+)
+def test_operands_side_by_side_are_their_product(number, operands, spaces):
+    # a leading number, then operands separated by any blanks: the product, as written with *
+    terms = ([number] if number else []) + operands
+    typed = "".join(term + gap for term, gap in zip(terms, spaces + [""] * len(terms))).strip()
+    assert parse_expression(typed) == parse_expression("*".join(f"({t})" for t in terms))
