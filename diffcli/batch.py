@@ -21,10 +21,11 @@ import numpy as np
 
 from diffcli import worker
 from diffcli.check import finish, prepare, start
+from diffcli.commands import COMMANDS, Exit
 from diffcli.errors import DiffcliError, plural
 from diffcli.limits import DEFAULT
-from diffcli.report import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, Report
-from diffcli.suite import CHECKS, Case, read_cases
+from diffcli.report import Report
+from diffcli.suite import Case, read_cases
 from diffcli.verdict import MISMATCH
 
 
@@ -142,7 +143,7 @@ def _failed(record: Record, exc: BaseException) -> Record:
 
 def planned(case: Case, only: Sequence[str] | None) -> list[str]:
     """The checks a case runs: its own (or all), less those ``only`` (--checks) leaves out."""
-    return [c for c in case.checks or CHECKS if only is None or c in only]
+    return [c for c in case.checks or COMMANDS if only is None or c in only]
 
 
 def start_case(case: Case, only: Sequence[str] | None, options: dict[str, Any], backend=None) -> list[_Job]:
@@ -300,5 +301,5 @@ def run_batch(
             interrupts.writing = True  # a second Ctrl-C must not cut the closing output short
             writer.close(interrupted)
     if interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if all(r.ok for r in writer.records) else EXIT_MISMATCH
+        return Exit.INTERRUPTED
+    return Exit.OK if all(r.ok for r in writer.records) else Exit.MISMATCH

@@ -21,16 +21,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from diffcli.commands import COMMANDS, DTYPES, ENGINES
 from diffcli.errors import DiffcliError, ParseError
 from diffcli.expr import Node, substitute
 from diffcli.limits import DEFAULT, PRECISE_POINTS, Limits
 from diffcli.parser import check_name, parse_expression
 from diffcli.points import PointSpec, resolve_point
-from diffcli.report import COMMANDS, Report, Summary, quantity_shape
-from diffcli.verdict import DEFAULT_TOLERANCES, MISMATCH, Tolerance, Verdicts, judge_many, tolerance_for
-
-DTYPES = tuple(DEFAULT_TOLERANCES)
-ENGINES = ("autograd", "func", "compiled")  # see diffcli.autodiff
+from diffcli.report import Report, Summary, quantity_shape
+from diffcli.verdict import MISMATCH, Tolerance, Verdicts, judge_many, tolerance_for
 
 
 @dataclass(frozen=True)

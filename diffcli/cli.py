@@ -15,27 +15,22 @@ from collections.abc import Callable, Iterator
 import click
 
 from diffcli import __version__
+from diffcli.commands import COMMANDS, DTYPES, ENGINES, FORMATS, TABLE_POINTS, TOLERANCES, Command, Exit
 from diffcli.errors import DiffcliError
 from diffcli.limits import DEFAULT
 
-FORMATS = ("table", "plain", "json", "csv")
-CHECKS = ("value", "grad", "hessian", "jvp")
-EXIT_INTERNAL = 3
-EXIT_INTERRUPTED = 130  # 128 + SIGINT
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports it
-
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-EXIT_HELP = """\b
-Exit status: 0 no mismatch (undefined and unknown allowed), 1 a mismatch,
-2 invalid input, 3 internal error (a bug: rerun with --debug), 130 interrupted.
+EXIT_HELP = f"""\b
+Exit status: {Exit.OK} no mismatch (undefined and unknown allowed), {Exit.MISMATCH} a mismatch,
+{Exit.INPUT} invalid input, {Exit.INTERNAL} internal error (a bug: rerun with --debug), {Exit.INTERRUPTED} interrupted.
 """
 
 
 class InputError(click.ClickException):
     """Bad input: 'Error: ...' on stderr and exit status 2."""
 
-    exit_code = 2
+    exit_code = Exit.INPUT
 
 
 def read_expression(expr: str) -> str:
@@ -66,17 +61,17 @@ def cli_errors(debug: bool) -> Iterator[None]:
         raise InputError(exc.render()) from None
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         _silence_stdout()
-        sys.exit(EXIT_BROKEN_PIPE)
+        sys.exit(Exit.BROKEN_PIPE)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(Exit.INTERRUPTED)
     except (click.ClickException, click.exceptions.Exit, SystemExit):
         raise
     except Exception as exc:  # a bug in diffcli, not bad input
         if debug:
             raise
         click.echo(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)", err=True)
-        sys.exit(EXIT_INTERNAL)
+        sys.exit(Exit.INTERNAL)
 
 
 @contextlib.contextmanager
@@ -97,20 +92,24 @@ def _apply(fn: Callable, options: list) -> Callable:
     return fn
 
 
+def _defaults(which: int) -> str:
+    return ", ".join(f"{tolerances[which]:g} for {dtype}" for dtype, tolerances in TOLERANCES.items())
+
+
 def common_options(fn: Callable) -> Callable:
     """Output, precision and device: shared by every command."""
     return _apply(fn, [
         click.option("--format", "-f", "fmt", type=click.Choice(FORMATS),
                      help="Output format. Default: table on a terminal, plain otherwise."),
         click.option("--rtol", type=float, metavar="R",
-                     help="Relative tolerance. Default: 1e-9 for float64, 1e-4 for float32."),
+                     help=f"Relative tolerance. Default: {_defaults(0)}."),
         click.option("--atol", type=float, metavar="A",
-                     help="Absolute tolerance. Default: 1e-12 for float64, 1e-6 for float32."),
-        click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
+                     help=f"Absolute tolerance. Default: {_defaults(1)}."),
+        click.option("--dtype", type=click.Choice(DTYPES), default=DTYPES[0], show_default=True,
                      help="Floating-point type of the autodiff side."),
         click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]",
                      help="Where torch computes."),
-        click.option("--engine", type=click.Choice(["autograd", "func", "compiled"]), default="autograd",
+        click.option("--engine", type=click.Choice(ENGINES), default=ENGINES[0],
                      show_default=True,
                      help="Autodiff mechanism: batched torch.autograd; torch.func transforms under vmap "
                           "(its first call costs about 0.7 s of imports); or autograd fused by torch.compile "
@@ -166,7 +165,7 @@ def point_options(fn: Callable) -> Callable:
                           "here is a variable even if it is also a constant or function (E, pi, gamma)."),
         click.option("--summary", is_flag=True,
                      help="Per-status counts and the largest errors and where they occur, instead of a result per "
-                          f"point (automatic in tables above {20} points)."),
+                          f"point (automatic in tables above {TABLE_POINTS} points)."),
         click.option("--results", "with_results", is_flag=True,
                      help="With --summary and --format json: keep the per-point results too."),
     ])  # fmt: skip
@@ -177,7 +176,7 @@ def run_check(command: str, expr: str, fmt, debug, summary, with_results, points
     limits = limits_from(options)
     with cli_errors(debug), symbolic_worker(limits):
         from diffcli.check import prepare, run, run_summary
-        from diffcli.render import TABLE_POINTS, Layout, progress_bar, write
+        from diffcli.render import Layout, progress_bar, write
 
         if expr == "-" and points_file is not None and points_file.name == "<stdin>":
             raise DiffcliError("EXPR and --points cannot both read standard input")
@@ -212,42 +211,27 @@ def cli() -> None:
     """
 
 
-def _command(name: str, summary: str, example: str) -> Callable:
-    return cli.command(name, help=f"{summary}\n\n\b\nExample:\n  {example}", epilog=EXIT_HELP, context_settings=CONTEXT)
+#: Options that only some commands take, by the name of the input in the command table.
+INPUT_OPTIONS = {
+    "tangent": click.option("--tangent", "-t", metavar="VEC",
+                            help="Direction: x=1,y=0, or positional 1,0 in --vars order. Default: all ones."),
+}  # fmt: skip
 
 
-@_command("value", "The value of EXPR at each point.", 'diffcli value "sqrt(x^2 + y^2)" --at x=3,y=4')
-@point_options
-@common_options
-def value_command(expr: str, **options) -> None:
-    run_check("value", expr, **options)
+def _add_command(command: Command) -> None:
+    """A subcommand from a row of the command table."""
+
+    def run(expr: str, **options) -> None:
+        run_check(command.name, expr, **options)
+
+    run.__name__ = f"{command.name}_command"
+    run = _apply(run, [point_options, common_options, *(INPUT_OPTIONS[i] for i in command.inputs)])
+    help_text = f"{command.summary}\n\n\b\nExample:\n  {command.example}"
+    cli.command(command.name, help=help_text, epilog=EXIT_HELP, context_settings=CONTEXT)(run)
 
 
-@_command("grad", "The gradient (and value) of EXPR at each point.", 'diffcli grad "x^2 sin(y)" --at x=1,y=2')
-@point_options
-@common_options
-def grad_command(expr: str, **options) -> None:
-    run_check("grad", expr, **options)
-
-
-@_command("hessian", "The Hessian matrix of EXPR at each point.", 'diffcli hessian "x^3 y + exp(y)" --at x=1,y=0')
-@point_options
-@common_options
-def hessian_command(expr: str, **options) -> None:
-    run_check("hessian", expr, **options)
-
-
-@_command(
-    "jvp",
-    "The value and directional derivative of EXPR along --tangent.",
-    'diffcli jvp "x^2 sin(y)" --at x=1,y=2 --tangent x=1,y=0',
-)
-@point_options
-@common_options
-@click.option("--tangent", "-t", metavar="VEC",
-              help="Direction: x=1,y=0, or positional 1,0 in --vars order. Default: all ones.")  # fmt: skip
-def jvp_command(expr: str, **options) -> None:
-    run_check("jvp", expr, **options)
+for _row in COMMANDS.values():
+    _add_command(_row)
 
 
 def read_limited(file, max_mb: int) -> str:
@@ -266,9 +250,9 @@ def parse_checks(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     checks = tuple(c.strip() for c in text.split(",") if c.strip())
-    unknown = [c for c in checks if c not in CHECKS]
+    unknown = [c for c in checks if c not in COMMANDS]
     if unknown or not checks:
-        raise InputError(f"--checks: choose from {', '.join(CHECKS)} (got {text!r})")
+        raise InputError(f"--checks: choose from {', '.join(COMMANDS)} (got {text!r})")
     return checks
 
 
@@ -325,5 +309,5 @@ def main() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
     except BrokenPipeError:
-        code = EXIT_BROKEN_PIPE
+        code = Exit.BROKEN_PIPE
     os._exit(code)

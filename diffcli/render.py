@@ -21,14 +21,10 @@ from typing import IO, Any
 
 import numpy as np
 
+from diffcli.commands import COMMANDS, TABLE_POINTS
 from diffcli.errors import DiffcliError, plural
 from diffcli.report import PointResult, Report
 from diffcli.verdict import MISMATCH, OK, STATUSES, UNDEFINED, UNKNOWN, judge, worst
-
-FORMATS = ("table", "plain", "json", "csv")
-
-#: Above this many points a table shows the summary instead of one table per point.
-TABLE_POINTS = 20
 
 
 @dataclass(frozen=True)
@@ -217,12 +213,7 @@ def write_plain(report: Report, out: IO[str], layout: Layout = Layout()) -> None
 
 def element_labels(report: Report) -> list[str]:
     """Suffixes naming each element of the quantity: '', '[x]' or '[x,y]'."""
-    names = report.variables
-    if report.command == "grad":
-        return [f"[{v}]" for v in names]
-    if report.command == "hessian":
-        return [f"[{a},{b}]" for a in names for b in names]
-    return [""]
+    return [entry.suffix for entry in COMMANDS[report.command].entries(report.variables)]
 
 
 def write_csv(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
@@ -256,26 +247,17 @@ def write_csv(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
 # -- table: rich, side by side ---------------------------------------------------
 
 STYLE = {OK: "green", MISMATCH: "bold red", UNDEFINED: "yellow", UNKNOWN: "blue"}
-_COMMAND_TITLE = {"value": "value", "grad": "gradient", "hessian": "Hessian", "jvp": "Jacobian-vector product"}
 
 
 def _element_rows(report: Report, result: PointResult) -> Iterator[tuple]:
     """(label, group, autodiff, reference, formula, defined, unknown) for each element of the quantity."""
-    names = report.variables
     auto, ref = np.ravel(result.autodiff), np.ravel(result.reference)
     defined = np.isfinite(ref) if result.defined is None else np.ravel(result.defined)
     unknown = np.zeros(ref.shape, bool) if result.unknown is None else np.ravel(result.unknown)
     formulas = np.ravel(np.asarray(report.symbolic, dtype=object))
-    if report.command == "value":
-        labels = [("f", 0)]
-    elif report.command == "jvp":
-        labels = [("∂f·t", 0)]
-    elif report.command == "grad":
-        labels = [(f"∂f/∂{v}", 0) for v in names]
-    else:
-        labels = [(f"∂²f/∂{a}∂{b}" if a != b else f"∂²f/∂{a}²", i) for i, a in enumerate(names) for b in names]
-    for (label, group), a, r, formula, d, u in zip(labels, auto, ref, formulas, defined, unknown):
-        yield label, group, float(a), float(r), str(formula), bool(d), bool(u)
+    entries = COMMANDS[report.command].entries(report.variables)
+    for entry, a, r, formula, d, u in zip(entries, auto, ref, formulas, defined, unknown):
+        yield entry.label, entry.group, float(a), float(r), str(formula), bool(d), bool(u)
 
 
 def _point_table(report: Report, result: PointResult):
@@ -380,7 +362,7 @@ def write_table(report: Report, out: IO[str], layout: Layout = Layout()) -> None
 
     con = console(out)
     heading = Text.assemble(
-        (_COMMAND_TITLE[report.command], "bold"),
+        (COMMANDS[report.command].title, "bold"),
         " of ",
         (report.expression, "bold cyan"),
         ("  variables: ", "dim"),
@@ -419,13 +401,6 @@ def _float64_footer(report: Report) -> str:
     else:
         where = "at generated points"
     return f"reference in float64 {where}{recomputed} (--precise: 30 digits everywhere)"
-
-
-WRITERS = {"table": write_table, "plain": write_plain, "json": write_json, "csv": write_csv}
-
-
-def write(report: Report, fmt: str, out: IO[str], layout: Layout = Layout()) -> None:
-    WRITERS[fmt](report, out, layout)
 
 
 # -- batch: records as they finish, then a summary ------------------------------------
@@ -547,12 +522,12 @@ def _why_not(exc: OSError) -> str:
 
 
 class BatchWriter:
-    """Writes each record as it finishes, in the chosen format."""
+    """Writes each record as it finishes, in the chosen format (see :data:`FORMATS`)."""
 
     def __init__(self, fmt: str, out: IO[str], junit: str | None, *, progress: bool, total: int):
         import time
 
-        self.fmt, self.out, self.junit = fmt, out, junit
+        self.format, self.out, self.junit = FORMATS[fmt], out, junit
         self.records: list = []
         self.cases = total
         self.started = time.perf_counter()
@@ -563,27 +538,21 @@ class BatchWriter:
             self._progress = Progress(console=console(out), transient=True)
             self._progress.start()
             self._task = self._progress.add_task("checking", total=total)
-        if fmt == "csv":
-            csv.writer(out, lineterminator="\n").writerow(RECORD_COLUMNS)
+        self.format.batch_start(self)
         if junit:
             write_atomically(junit, junit_xml([], 0.0))
 
-    def _elapsed(self) -> float:
+    def elapsed(self) -> float:
         import time
 
         return time.perf_counter() - self.started
 
     def add(self, record) -> None:
         self.records.append(record)
-        if self.fmt == "json":
-            self.out.write(json.dumps(record_dict(record), allow_nan=False) + "\n")
-        elif self.fmt == "plain":
-            self.out.write("\t".join(record_fields(record)) + "\n")
-        elif self.fmt == "csv":
-            csv.writer(self.out, lineterminator="\n").writerow(record_fields(record, missing=""))  # (as single checks)
+        self.format.batch_record(self, record)
         self.out.flush()
         if self.junit:
-            write_atomically(self.junit, junit_xml(self.records, self._elapsed()))
+            write_atomically(self.junit, junit_xml(self.records, self.elapsed()))
 
     def case_done(self) -> None:
         if self._progress is not None:
@@ -592,21 +561,39 @@ class BatchWriter:
     def close(self, interrupted: bool) -> None:
         if self._progress is not None:
             self._progress.stop()
-        counts = batch_counts(self.records)
-        ok = not interrupted and not counts.get(MISMATCH) and not counts.get("error")
-        if self.fmt == "json":
-            summary = {"cases": self.cases, "records": len(self.records), "counts": counts,
-                       "interrupted": interrupted, "seconds": round(self._elapsed(), 3)}  # fmt: skip
-            self.out.write(json.dumps({"summary": summary, "ok": ok}, allow_nan=False) + "\n")
-        elif self.fmt == "plain":
-            self.out.write("# " + batch_summary_text(self.records, self.cases, interrupted) + "\n")
-        elif self.fmt == "table":
-            self._table(interrupted)
+        self.format.batch_end(self, interrupted)
         self.out.flush()
         if self.junit:
-            write_atomically(self.junit, junit_xml(self.records, self._elapsed()))
+            write_atomically(self.junit, junit_xml(self.records, self.elapsed()))
 
-    def _table(self, interrupted: bool) -> None:
+
+# -- the formats: a single report, and a batch's records as they finish --------------
+
+
+class Format:
+    """An output format. A batch writes through ``batch_start``, ``batch_record`` for
+    each record as it finishes, and ``batch_end``; each may write nothing."""
+
+    def report(self, report: Report, out: IO[str], layout: Layout) -> None:
+        raise NotImplementedError
+
+    def batch_start(self, writer: BatchWriter) -> None:
+        pass
+
+    def batch_record(self, writer: BatchWriter, record) -> None:
+        pass
+
+    def batch_end(self, writer: BatchWriter, interrupted: bool) -> None:
+        pass
+
+
+class TableFormat(Format):
+    """rich tables: one per point, or the summary; a batch's records at the end."""
+
+    def report(self, report: Report, out: IO[str], layout: Layout) -> None:
+        write_table(report, out, layout)
+
+    def batch_end(self, writer: BatchWriter, interrupted: bool) -> None:
         from rich import box
         from rich.table import Table
         from rich.text import Text
@@ -615,14 +602,14 @@ class BatchWriter:
         for column in ("status", "case", "check", "points", "max abs err", "max rel err"):
             table.add_column(column, justify="right" if column in ("points", "max abs err", "max rel err") else "left",
                              overflow="fold")  # fmt: skip
-        for record in self.records:
+        for record in writer.records:
             status, case, check, points, abs_err, rel_err, _ = record_fields(record)
             errors = [short_error(e) for e in (abs_err, rel_err)]
             table.add_row(Text(status, style=STYLE.get(status, "bold magenta")), case, check, points, *errors)
-        con = console(self.out)
+        con = console(writer.out)
         con.print(table)
         for (_, status, why), records in itertools.groupby(
-            (r for r in self.records if r.status in ("error", UNDEFINED, UNKNOWN) or r.expect_failures), key=_why
+            (r for r in writer.records if r.status in ("error", UNDEFINED, UNKNOWN) or r.expect_failures), key=_why
         ):  # a case that does not parse fails every check alike: one line, its checks listed
             records = list(records)
             checks = ", ".join(r.check for r in records if r.check)
@@ -630,14 +617,61 @@ class BatchWriter:
             # soft-wrapped: the terminal folds a long note, rich would break it mid-phrase at 80 columns
             note = Text.assemble((f"{status} ", STYLE.get(status, "bold magenta")), f"{where}: ", why)
             con.print(note, soft_wrap=True)
-        counts = batch_counts(self.records)
+        counts = batch_counts(writer.records)
         status = "error" if counts.get("error") else overall_status(counts)
-        con.print(
-            Text(
-                f"{batch_summary_text(self.records, self.cases, interrupted)} in {self._elapsed():.1f} s",
-                style=STYLE.get(status, "bold magenta"),
-            )
-        )
+        text = f"{batch_summary_text(writer.records, writer.cases, interrupted)} in {writer.elapsed():.1f} s"
+        con.print(Text(text, style=STYLE.get(status, "bold magenta")))
+
+
+class PlainFormat(Format):
+    """Tab-separated lines; a batch's summary is a '# ...' line."""
+
+    def report(self, report: Report, out: IO[str], layout: Layout) -> None:
+        write_plain(report, out, layout)
+
+    def batch_record(self, writer: BatchWriter, record) -> None:
+        writer.out.write("\t".join(record_fields(record)) + "\n")
+
+    def batch_end(self, writer: BatchWriter, interrupted: bool) -> None:
+        writer.out.write("# " + batch_summary_text(writer.records, writer.cases, interrupted) + "\n")
+
+
+class JsonFormat(Format):
+    """One JSON document; a batch is JSON Lines, a record per line, then the summary."""
+
+    def report(self, report: Report, out: IO[str], layout: Layout) -> None:
+        write_json(report, out, layout)
+
+    def batch_record(self, writer: BatchWriter, record) -> None:
+        writer.out.write(json.dumps(record_dict(record), allow_nan=False) + "\n")
+
+    def batch_end(self, writer: BatchWriter, interrupted: bool) -> None:
+        counts = batch_counts(writer.records)
+        ok = not interrupted and not counts.get(MISMATCH) and not counts.get("error")
+        summary = {"cases": writer.cases, "records": len(writer.records), "counts": counts,
+                   "interrupted": interrupted, "seconds": round(writer.elapsed(), 3)}  # fmt: skip
+        writer.out.write(json.dumps({"summary": summary, "ok": ok}, allow_nan=False) + "\n")
+
+
+class CsvFormat(Format):
+    """A header and a row per point (or per record); a missing number is an empty cell."""
+
+    def report(self, report: Report, out: IO[str], layout: Layout) -> None:
+        write_csv(report, out, layout)
+
+    def batch_start(self, writer: BatchWriter) -> None:
+        csv.writer(writer.out, lineterminator="\n").writerow(RECORD_COLUMNS)
+
+    def batch_record(self, writer: BatchWriter, record) -> None:
+        csv.writer(writer.out, lineterminator="\n").writerow(record_fields(record, missing=""))
+
+
+#: The formats, by the names of :data:`diffcli.commands.FORMATS`.
+FORMATS: dict[str, Format] = {"table": TableFormat(), "plain": PlainFormat(), "json": JsonFormat(), "csv": CsvFormat()}
+
+
+def write(report: Report, fmt: str, out: IO[str], layout: Layout = Layout()) -> None:
+    FORMATS[fmt].report(report, out, layout)
 
 
 def _why(record) -> tuple[int, str, str]:

@@ -15,19 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from diffcli.commands import COMMANDS, Exit
 from diffcli.verdict import MISMATCH, STATUSES, UNDEFINED, UNKNOWN, Tolerance, Verdict, Verdicts
-
-COMMANDS = ("value", "grad", "hessian", "jvp")
 
 
 def quantity_shape(command: str, n: int) -> tuple[int, ...]:
-    """One point's answer: a number for value and jvp, n for grad, n x n for hessian
-    (spelled out: the shape of an empty list of formulas would lose an axis at n = 0)."""
-    return {"grad": (n,), "hessian": (n, n)}.get(command, ())
-
-
-#: Exit statuses of the command line (2, invalid input, is raised by cli.py).
-EXIT_OK, EXIT_MISMATCH, EXIT_INTERRUPTED = 0, 1, 130
+    """One point's answer (spelled out by the command table: the shape of an empty list of
+    formulas would lose an axis at n = 0)."""
+    return COMMANDS[command].shape(n)
 
 
 @dataclass
@@ -193,7 +188,7 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.ok else EXIT_MISMATCH
+        return Exit.OK if self.ok else Exit.MISMATCH
 
     def counts(self) -> dict[str, int]:
         # Counts only: the summary's search for the largest errors is not needed here.

@@ -13,9 +13,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from diffcli.commands import COMMANDS
 from diffcli.errors import DiffcliError, plural
-
-CHECKS = ("value", "grad", "hessian", "jvp")
 
 _CASE_KEYS = {"name", "expr", "vars", "let", "at", "sample", "tangent", "expect", "checks", "rtol", "atol"}
 _DEFAULT_KEYS = {"checks", "rtol", "atol"}
@@ -79,8 +78,8 @@ def _number_or_text(where: str, key: str, value: Any) -> None:
 def _checks(where: str, value: Any) -> tuple[str, ...]:
     _expect_type(where, "checks", value, "array")
     for check in value:
-        if check not in CHECKS:
-            raise CaseError(f"{where}: unknown check {check!r} in 'checks' (choose from {', '.join(CHECKS)})")
+        if check not in COMMANDS:
+            raise CaseError(f"{where}: unknown check {check!r} in 'checks' (choose from {', '.join(COMMANDS)})")
     return tuple(value)
 
 
@@ -153,7 +152,7 @@ def _case(raw: Any, defaults: dict, file: str, position: int) -> Case:
     if "expect" in raw:
         _expect_type(where, "expect", raw["expect"], "table")
         for check, values in raw["expect"].items():
-            if check not in CHECKS:
+            if check not in COMMANDS:
                 raise CaseError(f"{where}: unknown check {check!r} in 'expect'")
             _expect_type(where, f"expect.{check}", values, "array")
             if len(values) != len(case.at):

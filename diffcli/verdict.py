@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diffcli.commands import TOLERANCES
+
 OK, MISMATCH, UNDEFINED, UNKNOWN = "ok", "mismatch", "undefined", "unknown"
 STATUSES = (OK, UNDEFINED, UNKNOWN, MISMATCH)  # worst last
 
@@ -30,13 +32,8 @@ class Tolerance:
     atol: float
 
 
-#: Defaults per dtype: a few thousand ulps of relative error, and an absolute
-#: floor for results whose true value is 0 but that autodiff reaches through
-#: cancellation (sin(pi) is 1.2e-16, not 0).
-DEFAULT_TOLERANCES = {
-    "float64": Tolerance(rtol=1e-9, atol=1e-12),
-    "float32": Tolerance(rtol=1e-4, atol=1e-6),
-}
+#: Defaults per dtype (see :data:`diffcli.commands.TOLERANCES`).
+DEFAULT_TOLERANCES = {dtype: Tolerance(*tolerances) for dtype, tolerances in TOLERANCES.items()}
 
 
 def tolerance_for(dtype: str, rtol: float | None = None, atol: float | None = None) -> Tolerance:

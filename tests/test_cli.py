@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -306,16 +307,18 @@ def test_exact_verdicts_at_awkward_points(args, status, code):
         assert r["autodiff"] == [3.0]
 
 
-def test_light_copies_of_the_names_match_the_library():
-    """cli.py keeps its own lists so that --help loads nothing heavy; they must not drift."""
-    from diffcli import cli as cli_module
-    from diffcli.render import FORMATS
-    from diffcli.report import COMMANDS
-    from diffcli.suite import CHECKS
+def test_every_command_of_the_table_is_on_the_command_line_in_help_and_in_the_readme():
+    from pathlib import Path
 
-    assert cli_module.FORMATS == FORMATS
-    assert cli_module.CHECKS == COMMANDS == CHECKS
+    from diffcli.commands import COMMANDS
+
     assert set(cli.commands) == {*COMMANDS, "batch"}
+    top = run("--help").output
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name, command in COMMANDS.items():
+        assert re.search(rf"^  {name} +{re.escape(command.summary[:30])}", top, re.MULTILINE), name
+        assert f"diffcli {name} " in readme, name
+        assert command.example in run(name, "--help").output
 
 
 def test_typeset_math_in_expressions_and_points():
