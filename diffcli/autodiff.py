@@ -67,35 +67,50 @@ def resolve_device(name: str) -> torch.device:
 # -- torch.func -------------------------------------------------------------------
 
 
-def transform(command: str, f, tangent: torch.Tensor | None):
-    """The per-point function returning (value, quantity, aux) for a command."""
+def _func_value(f, tangent):
+    def run(x):
+        value, aux = f(x)
+        return value, value, aux
+
+    return run
+
+
+def _func_grad(f, tangent):
     from torch import func
 
-    def value_only(x):
-        return f(x)[0]
+    def run(x):
+        grad, (value, aux) = func.grad_and_value(f, has_aux=True)(x)
+        return value, grad, aux
 
-    if command == "value":
-
-        def run(x):
-            value, aux = f(x)
-            return value, value, aux
-    elif command == "grad":
-
-        def run(x):
-            grad, (value, aux) = func.grad_and_value(f, has_aux=True)(x)
-            return value, grad, aux
-    elif command == "hessian":
-
-        def run(x):
-            value, aux = f(x)
-            return value, func.hessian(value_only)(x), aux
-    elif command == "jvp":
-
-        def run(x):
-            return func.jvp(f, (x,), (tangent,), has_aux=True)
-    else:
-        raise ValueError(command)
     return run
+
+
+def _func_hessian(f, tangent):
+    from torch import func
+
+    def run(x):
+        value, aux = f(x)
+        return value, func.hessian(lambda x: f(x)[0])(x), aux
+
+    return run
+
+
+def _func_jvp(f, tangent):
+    from torch import func
+
+    def run(x):
+        return func.jvp(f, (x,), (tangent,), has_aux=True)
+
+    return run
+
+
+#: torch.func, per command: (f, tangent) -> the per-point function returning (value, quantity, aux).
+FUNC = {"value": _func_value, "grad": _func_grad, "hessian": _func_hessian, "jvp": _func_jvp}
+
+
+def transform(command: str, f, tangent: torch.Tensor | None):
+    """The per-point function returning (value, quantity, aux) for a command."""
+    return FUNC[command](f, tangent)
 
 
 def _with_func(command: str, f, columns: torch.Tensor, tangent):
@@ -120,27 +135,50 @@ def _stacked(columns: list[torch.Tensor], size: int, like: torch.Tensor) -> torc
     return torch.stack(columns).T if columns else like.new_zeros(size, 0)
 
 
-def _with_autograd(command: str, f, columns: torch.Tensor, tangent):
+def _autograd_value(f, columns: torch.Tensor, tangent):
     size = columns.shape[1]
-    if command == "value":
-        with torch.no_grad():
-            value, aux = f.of_columns(list(columns))
-        value = _filled(value, size, columns)
-        return value, value, {k: _filled(a, size, columns) for k, a in aux.items()}
-    if command == "jvp":
-        return _forward(f, columns, tangent)
+    with torch.no_grad():
+        value, aux = f.of_columns(list(columns))
+    value = _filled(value, size, columns)
+    return value, value, {k: _filled(a, size, columns) for k, a in aux.items()}
+
+
+def _with_graph(f, columns: torch.Tensor):
+    """The value with its graph, the leaves and the aux values."""
+    size = columns.shape[1]
     xs = [c.detach().requires_grad_(True) for c in columns]
     value, aux = f.of_columns(xs)
-    value = torch.broadcast_to(value, (size,))
-    aux = {k: _filled(a, size, columns) for k, a in aux.items()}
-    grads = _derivatives(value, xs, create_graph=command == "hessian")
-    if command == "grad":
-        return value.detach(), _stacked([_filled(g, size, columns) for g in grads], size, columns), aux
+    return torch.broadcast_to(value, (size,)), xs, {k: _filled(a, size, columns) for k, a in aux.items()}
+
+
+def _autograd_grad(f, columns: torch.Tensor, tangent):
+    size = columns.shape[1]
+    value, xs, aux = _with_graph(f, columns)
+    grads = _derivatives(value, xs)
+    return value.detach(), _stacked([_filled(g, size, columns) for g in grads], size, columns), aux
+
+
+def _autograd_hessian(f, columns: torch.Tensor, tangent):
+    size = columns.shape[1]
+    value, xs, aux = _with_graph(f, columns)
+    grads = _derivatives(value, xs, create_graph=True)
     rows = [[_filled(h, size, columns) for h in _derivatives(g, xs, retain=True)] for g in grads]
     if not rows:
         return value.detach(), columns.new_zeros(size, 0, 0), aux
     hessian = torch.stack([torch.stack(row) for row in rows]).permute(2, 0, 1)  # (n, n, P) -> (P, n, n)
     return value.detach(), hessian, aux
+
+
+def _autograd_jvp(f, columns: torch.Tensor, tangent):
+    return _forward(f, columns, tangent)
+
+
+#: Batched torch.autograd, per command: (f, columns (n, P), tangent) -> (value, quantity, aux).
+AUTOGRAD = {"value": _autograd_value, "grad": _autograd_grad, "hessian": _autograd_hessian, "jvp": _autograd_jvp}
+
+
+def _with_autograd(command: str, f, columns: torch.Tensor, tangent):
+    return AUTOGRAD[command](f, columns, tangent)
 
 
 def _derivatives(y: torch.Tensor | None, xs: list[torch.Tensor], create_graph=False, retain=False) -> list:

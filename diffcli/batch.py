@@ -124,7 +124,7 @@ class _Job:
 def _prepare(case: Case, check: str, options: dict[str, Any]):
     return prepare(
         check, case.expr, case.at, variables=case.variables, let=case.let,
-        tangent=case.tangent if check == "jvp" else None,
+        tangent=case.tangent if "tangent" in COMMANDS[check].inputs else None,
         rtol=case.rtol if case.rtol is not None else options.get("rtol"),
         atol=case.atol if case.atol is not None else options.get("atol"),
         dtype=options.get("dtype", "float64"), device=options.get("device", "cpu"),

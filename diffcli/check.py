@@ -229,11 +229,13 @@ def prepare(
     names = _variables([typed, *lets.values()], given, lets)
     points = _points(names, at, grid, sample, n, seed, points_csv, union, limits.max_points)
     points = _as_dtype(points, dtype, names, "a point has")  # the coordinates as the dtype holds them
-    if tangent is not None and command != "jvp":
-        raise DiffcliError("--tangent only applies to jvp")
+    takes_tangent = "tangent" in COMMANDS[command].inputs
+    if tangent is not None and not takes_tangent:
+        users = ", ".join(name for name, c in COMMANDS.items() if "tangent" in c.inputs)
+        raise DiffcliError(f"--tangent only applies to {users}")
     by_hand = min(_by_hand(at, grid, sample, points_csv, union), points.shape[0])
     direction = None
-    if command == "jvp":
+    if takes_tangent:
         option = "tangent" if union else "--tangent"  # a suite case's key, or the command line's option
         raw = resolve_point(tangent, names, option) if tangent is not None else (1.0,) * len(names)
         direction = tuple(_as_dtype(np.array([raw], dtype=np.float64), dtype, names, f"{option} has")[0].tolist())

@@ -34,6 +34,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
+from diffcli.commands import COMMANDS
 from diffcli.expr import CHAINS, COMPARISONS, Node, short_text
 from diffcli.parser import expand
 from diffcli.taylor import (
@@ -850,44 +851,63 @@ class _Entries:
 
 
 def _quantity(point: _Point, command: str, f0: Num, tangent) -> _Entries:
-    """The elements of grad, hessian or jvp: from one Taylor polynomial where the function is
+    """The elements of a derivative: from one Taylor polynomial where the function is
     smooth, else along rays."""
-    n, ar = len(point.variables), point.ar
-    order = 2 if command == "hessian" else 1
+    rule = EXACT[command]
     try:
-        jet = point.jet(order)
+        jet = point.jet(rule.order)
     except Awkward:
-        return _along_rays(point, command, f0, tangent)
-    e = [tuple(int(i == k) for k in range(n)) for i in range(n)]
+        return rule.along_rays(point, f0, tangent)
     entries = _Entries()
-    if command == "grad":
-        values = [jet.coefficient(e[i]) for i in range(n)]
-    elif command == "jvp":
-        total = ar.zero
-        for i in range(n):
-            total = ar.add(total, ar.mul(jet.coefficient(e[i]), ar.exact(float(tangent[i]))))
-        values = [total]
-    else:
-        values = [ar.scale(jet.coefficient(tuple(2 * c for c in e[i])), 2) if i == j else
-                  jet.coefficient(tuple(a + b for a, b in zip(e[i], e[j])))
-                  for i in range(n) for j in range(n)]  # fmt: skip
-    for v in values:
+    for v in rule.from_jet(point, jet, tangent):
         entries.found(v)
     return entries
 
 
-def _along_rays(point: _Point, command: str, f0: Num, tangent) -> _Entries:
-    n, ar = len(point.variables), point.ar
+def _axes(n: int) -> list[tuple[int, ...]]:
+    return [tuple(int(i == k) for k in range(n)) for i in range(n)]
+
+
+def _grad_from_jet(point: _Point, jet, tangent) -> list:
+    return [jet.coefficient(e) for e in _axes(len(point.variables))]
+
+
+def _jvp_from_jet(point: _Point, jet, tangent) -> list:
+    ar, total = point.ar, point.ar.zero
+    for e, t in zip(_axes(len(point.variables)), tangent):
+        total = ar.add(total, ar.mul(jet.coefficient(e), ar.exact(float(t))))
+    return [total]
+
+
+def _hessian_from_jet(point: _Point, jet, tangent) -> list:
+    e, ar = _axes(len(point.variables)), point.ar
+    return [ar.scale(jet.coefficient(tuple(2 * c for c in a)), 2) if a == b else
+            jet.coefficient(tuple(x + y for x, y in zip(a, b)))
+            for a in e for b in e]  # fmt: skip
+
+
+def _first_along(point: _Point, f0: Num, directions: list, labels: list[str]) -> _Entries:
     entries = _Entries()
-    if command in ("grad", "jvp"):
-        directions = [_unit(n, (i, 1)) for i in range(n)] if command == "grad" else \
-            [tuple(Fraction(float(t)) for t in tangent)]  # fmt: skip
-        for d in directions:
-            if not any(d):
-                entries.found(ar.zero)
-            else:
-                entries.collect(point.directional(d, 1, f0), 1, _label(point.variables, d, command))
-        return entries
+    for d, label in zip(directions, labels):
+        if not any(d):
+            entries.found(point.ar.zero)
+        else:
+            entries.collect(point.directional(d, 1, f0), 1, label)
+    return entries
+
+
+def _grad_along_rays(point: _Point, f0: Num, tangent) -> _Entries:
+    n = len(point.variables)
+    return _first_along(point, f0, [_unit(n, (i, 1)) for i in range(n)], [f"∂f/∂{v}" for v in point.variables])
+
+
+def _jvp_along_rays(point: _Point, f0: Num, tangent) -> _Entries:
+    return _first_along(point, f0, [tuple(Fraction(float(t)) for t in tangent)], ["∂f·t"])
+
+
+def _hessian_along_rays(point: _Point, f0: Num, tangent) -> _Entries:
+    n = len(point.variables)
+    entries = _Entries()
     second = {i: point.directional(_unit(n, (i, 1)), 2, f0) for i in range(n)}
     for i in range(n):
         for j in range(n):
@@ -903,6 +923,24 @@ def _along_rays(point: _Point, command: str, f0: Num, tangent) -> _Entries:
                 else:
                     _mixed(point, i, j, second, f0, label, entries)
     return entries
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """How the exact reference finds a command's derivative: its order, its entries from
+    the Taylor polynomial where the function is smooth, and along rays where it may not be."""
+
+    order: int
+    from_jet: Callable
+    along_rays: Callable
+
+
+#: The exact reference, per command (value is the point's value: see :func:`_attempt`).
+EXACT = {
+    "grad": _Rule(1, _grad_from_jet, _grad_along_rays),
+    "hessian": _Rule(2, _hessian_from_jet, _hessian_along_rays),
+    "jvp": _Rule(1, _jvp_from_jet, _jvp_along_rays),
+}
 
 
 def _mixed(point: _Point, i: int, j: int, second: dict, f0: Num, label: str, entries: _Entries) -> None:
@@ -940,12 +978,6 @@ def _note(label: str, boundary: str) -> str | None:
     return boundary and f"{label}: the derivative of the function{boundary}, whose pieces agree there"
 
 
-def _label(variables, d, command) -> str:
-    if command == "jvp":
-        return "∂f·t"
-    return f"∂f/∂{variables[[bool(c) for c in d].index(True)]}"
-
-
 def _accurate(values: list) -> int:
     """0 when every value has DIGIT_BITS correct bits (or is within 2**-1100 of zero),
     else the bits of precision still missing."""
@@ -962,7 +994,7 @@ def answer(tree: Node, variables: Sequence[str], point: Sequence[float], command
     """The reference of ``command`` at one point (see the module's docstring)."""
     tree = expand(tree)
     n = len(variables)
-    shape = {"grad": (n,), "hessian": (n, n)}.get(command, ())
+    shape = COMMANDS[command].shape(n)
     size = int(np.prod(shape)) if shape else 1
     prec = START_BITS
     while True:

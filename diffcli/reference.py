@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from diffcli import exact, symbolic
+from diffcli.commands import COMMANDS
 from diffcli.expr import short_text
 from diffcli.limits import EXACT_POINTS
 from diffcli.report import Reference, quantity_shape
@@ -79,7 +81,7 @@ class Formulas:
         return self._text[expr]
 
     def answer(self, command: str, tangent, point: tuple[float, ...]) -> exact.Answer:
-        key = (command, tangent if command == "jvp" else None, point)
+        key = (command, tangent if "tangent" in COMMANDS[command].inputs else None, point)
         if key not in self._answers:
             self._answers[key] = exact.answer(self.tree, self.variables, point, command, tangent)
         return self._answers[key]
@@ -135,13 +137,34 @@ class Formulas:
         return symbolic.hessian(self.grad, self.ordered)
 
     def quantity(self, command: str, tangent: tuple[float, ...] | None = None) -> Any:
-        if command == "value":
-            return self.expr
-        if command == "grad":
-            return self.grad
-        if command == "hessian":
-            return self.hessian
-        return symbolic.directional(self.grad, tangent)
+        """SymPy's formulas of the command, in its shape."""
+        return SYMBOLIC[command].formulas(self, tangent)
+
+
+@dataclass(frozen=True)
+class _Symbolic:
+    """A command's SymPy formulas, and how they are evaluated in float64 at many points:
+    ``via`` is the command whose formulas are evaluated, ``then`` what turns their values
+    (P, *shape) into this command's (the JVP as grad . t: the gradient's values are shared
+    with the grad check of the same case)."""
+
+    formulas: Callable[[Formulas, Any], Any]
+    via: str | None = None
+    then: Callable[[np.ndarray, Any], np.ndarray] | None = None
+
+
+def _dot_tangent(values: np.ndarray, tangent) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return values @ np.asarray(tangent, dtype=np.float64)
+
+
+#: SymPy's side, per command.
+SYMBOLIC = {
+    "value": _Symbolic(lambda f, t: f.expr),
+    "grad": _Symbolic(lambda f, t: f.grad),
+    "hessian": _Symbolic(lambda f, t: f.hessian),
+    "jvp": _Symbolic(lambda f, t: symbolic.directional(f.grad, t), via="grad", then=_dot_tangent),
+}
 
 
 def _exact_constant(tree: Node) -> sympy.Basic:
@@ -182,16 +205,13 @@ def _fill_exact(ref: Reference, i: int, formulas: Formulas, command: str, point,
 
 
 def _float64(formulas: Formulas, command: str, points: np.ndarray, tangent) -> np.ndarray:
-    """(P, *shape) SymPy's formulas in float64 (the JVP as grad . t: the gradient's values are
-    shared with the grad check of the same case)."""
-    quantity = formulas.grad if command == "jvp" else formulas.quantity(command, tangent)
-    shape = quantity_shape("grad" if command == "jvp" else command, len(formulas.variables))
-    leaves = _flatten(quantity)
+    """(P, *shape) SymPy's formulas in float64 (see :class:`_Symbolic`)."""
+    rule = SYMBOLIC[command]
+    evaluated = rule.via or command
+    shape = quantity_shape(evaluated, len(formulas.variables))
+    leaves = _flatten(formulas.quantity(evaluated, tangent))
     values = formulas.vectorised(leaves, points).T.reshape(points.shape[0], *shape).copy()
-    if command == "jvp":
-        with np.errstate(all="ignore"):
-            values = values @ np.asarray(tangent, dtype=np.float64)
-    return values
+    return values if rule.then is None else rule.then(values, tangent)
 
 
 def compute(
