@@ -211,6 +211,62 @@ def cli() -> None:
     """
 
 
+def expression_first(args: list[str], params: list[click.Parameter]) -> list[str]:
+    """The arguments with an EXPR that starts with a minus sign (``-x^2``) moved behind ``--``,
+    so that click does not take it for an option. Where EXPR is expected (before it is
+    seen), a token that is exactly an option name (``-a``, ``--at``), or ``--name=value``,
+    is an option (with its value, if it takes one); any other token starting with ``-`` is
+    EXPR. Glued short options (``-ax=1``) are read as options after EXPR only."""
+    options = [p for p in params if isinstance(p, click.Option)]
+    names = {name for p in options for name in (*p.opts, *p.secondary_opts)}
+    takes_value = {name for p in options if not p.is_flag and not p.count for name in p.opts}
+    out: list[str] = []
+    expression = None
+    seen = False
+    positional: list[str] = []  # besides a moved EXPR
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":  # the user's own: leave the rest alone
+            out += args[i:]
+            break
+        if token in names:
+            out.append(token)
+            if token in takes_value and i + 1 < len(args):
+                out.append(args[i + 1])
+                i += 1
+        elif token.startswith("--") and token.partition("=")[0] in names:
+            out.append(token)
+        elif not seen and token.startswith("-") and token != "-":
+            expression, seen = token, True
+        else:
+            if not token.startswith("-") or token == "-":
+                seen = True
+                positional.append(token)
+            out.append(token)
+        i += 1
+    if expression is None or "--" in out:
+        return out
+    if positional:  # -ax=1 "x": a glued option before EXPR was read as EXPR
+        short = expression[:2]
+        hint = f" (for the option {short}, write {short} {expression[2:]})" if short in names else ""
+        raise click.UsageError(f"'{expression}' is read as EXPR here, and so is '{positional[0]}'{hint}")
+    return [*out, "--", expression]
+
+
+class ExpressionCommand(click.Command):
+    """A command whose EXPR may start with a minus sign: see :func:`expression_first`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expression_first(args, self.get_params(ctx)))
+
+
+EXPR_HELP = (
+    "EXPR may start with a minus sign (-x^2), before or after the options. Before EXPR, an "
+    "option's value is a separate word (-a x=1); glued short options (-ax=1) are read as options "
+    "only after EXPR. '-' reads EXPR from standard input."
+)
+
 #: Options that only some commands take, by the name of the input in the command table.
 INPUT_OPTIONS = {
     "tangent": click.option("--tangent", "-t", metavar="VEC",
@@ -226,8 +282,8 @@ def _add_command(command: Command) -> None:
 
     run.__name__ = f"{command.name}_command"
     run = _apply(run, [point_options, common_options, *(INPUT_OPTIONS[i] for i in command.inputs)])
-    help_text = f"{command.summary}\n\n\b\nExample:\n  {command.example}"
-    cli.command(command.name, help=help_text, epilog=EXIT_HELP, context_settings=CONTEXT)(run)
+    help_text = f"{command.summary}\n\n{EXPR_HELP}\n\n\b\nExample:\n  {command.example}"
+    cli.command(command.name, cls=ExpressionCommand, help=help_text, epilog=EXIT_HELP, context_settings=CONTEXT)(run)
 
 
 for _row in COMMANDS.values():

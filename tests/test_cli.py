@@ -393,3 +393,30 @@ def test_the_footer_does_not_call_hand_given_points_generated():
     result = run("grad", "x^2", "--grid", "x=0:1:3", "-f", "table")
     assert "reference in float64 at generated points" in result.output and "3 points: 3 ok" in result.output
     assert "1 point: 1 ok" in run("grad", "x^2", "--at", "x=1", "-f", "table").output
+
+
+@pytest.mark.parametrize("text", ["-x^2", "-2*x", "-sin(x)", "-abs(x)", "-tan(x)", "-atan(x)", "-1/x", "-exp(-x^2)"])
+def test_an_expression_may_start_with_a_minus_sign_wherever_it_stands(text):
+    expected = None
+    for args in (
+        [text, "--at", "x=0.5"],
+        ["--at", "x=0.5", text],
+        ["-a", "x=0.5", "-f", "json", text],
+        ["--at=x=0.5", text],
+        [text, "-ax=0.5"],  # glued short options after EXPR
+    ):
+        result = run("grad", *args, "-f", "json")
+        assert result.exit_code == 0, (args, result.output)
+        doc = json.loads(result.output)
+        assert doc["expression"].startswith("-")
+        expected = expected or doc["results"][0]["reference"]
+        assert doc["results"][0]["reference"] == expected
+
+
+def test_a_glued_option_before_the_expression_is_explained():
+    result = run("grad", "-ax=2", "x")
+    assert result.exit_code == 2
+    assert "'-ax=2' is read as EXPR here, and so is 'x' (for the option -a, write -a x=2)" in result.output
+    assert run("grad", "--", "-x", "--at", "x=1").exit_code == 2  # after --, everything is EXPR (POSIX)
+    by_hand = json.loads(run("grad", "-a", "x=2", "-x", "-f", "json").output)["results"][0]
+    assert by_hand["value"] == -2.0 and by_hand["reference"] == [-1.0]
