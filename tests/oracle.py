@@ -94,6 +94,9 @@ FUNCTIONS = {
     "gamma": _checked(mpmath.gamma, lambda u: not (u <= 0 and u == mpmath.floor(u))),
     "loggamma": _checked(mpmath.loggamma, lambda u: u > 0), "sinc": mpmath.sinc, "Heaviside": _heaviside,
     "Mod": _checked(lambda a, m: a - m * mpmath.floor(a / m), lambda a, m: m != 0),
+    "log10": _checked(mpmath.log10, lambda u: u > 0), "log2": _checked(lambda u: mpmath.log(u, 2), lambda u: u > 0),
+    "log1p": _checked(mpmath.log1p, lambda u: u > -1), "expm1": mpmath.expm1, "exp2": lambda u: mpmath.power(2, u),
+    "hypot": mpmath.hypot, "factorial": _checked(mpmath.factorial, lambda u: not (u <= -1 and u == mpmath.floor(u))),
 }  # fmt: skip
 ARITHMETIC = {
     "Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "Mul": lambda a, b: a * b, "Div": lambda a, b: a / b,

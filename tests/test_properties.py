@@ -135,9 +135,10 @@ RAW_UNARY = [f"{name}({{}})" for name in (
     "sin", "cos", "tan", "sec", "csc", "cot", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh",
     "atanh", "exp", "log", "sqrt", "cbrt", "Abs", "sign", "floor", "ceiling", "erf", "erfc", "gamma", "loggamma",
     "Heaviside",  # not sinc: torch's second derivative of sinc near 0 is 0, not -1/3 (a true mismatch)
+    "log10", "log2", "log1p", "expm1", "exp2", "factorial",
 )]  # fmt: skip
 RAW_BINARY = ["({}) + ({})", "({})*({})", "({})/({})", "({})**2", "atan2({}, {})", "Max({}, {})", "Mod({}, 1.5)",
-              "log({}, 3)", "root({}, 3)", "({}) if ({}) > 0 else 1"]  # fmt: skip
+              "log({}, 3)", "root({}, 3)", "({}) if ({}) > 0 else 1", "hypot({}, {})"]  # fmt: skip
 rounded = st.floats(-3, 3).map(lambda v: round(v, 2))
 raw_expressions = st.recursive(
     st.sampled_from(["x", "y", "0.5"]),
@@ -219,9 +220,18 @@ AWKWARD = [
     "Max({0}, -({0}))", "({0}) if ({0}) > 0 else 0", "({0})**2 if ({0}) < 1 else 2*({0}) - 1",
     "({0}) if ({0}) != 0 else 0", "Abs({})**3", "({0})*Abs({0})", "sqrt(Abs({}))", "({0})*sqrt(Abs({0}))",
     "sin({0})/({0}) if ({0}) != 0 else 1", "Mod({}, 1)", "cbrt({})", "exp(-1/({0})**2) if ({0}) != 0 else 0",
-    "sin({})", "exp({})", "({})**2", "atan({})", "log(1 + ({})**2)", "tanh({})",
+    "sin({})", "exp({})", "({})**2", "atan({})", "log(1 + ({})**2)", "tanh({})", "log1p(({})**2)", "expm1({})",
+    "hypot({}, 0.5)",
 ]  # fmt: skip
-AWKWARD_BINARY = ["({}) + ({})", "({})*({})", "({}) - ({})", "Max({}, {})", "Min({}, {})", "atan2({}, {})"]
+AWKWARD_BINARY = [
+    "({}) + ({})",
+    "({})*({})",
+    "({}) - ({})",
+    "Max({}, {})",
+    "Min({}, {})",
+    "atan2({}, {})",
+    "hypot({}, {})",
+]
 awkward_leaves = st.sampled_from(["x", "y", "x - 1", "x + y", "2*y", "x - y"])
 awkward_expressions = st.recursive(
     awkward_leaves,
