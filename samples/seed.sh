@@ -33,3 +33,11 @@ diffcli value "log(exp(x))" --at x=710                         # exit 1
 
 # Typeset math, as pasted from a paper: the minus sign, superscripts, √ and π.
 diffcli grad "√(x² + y²) − π·x⁻¹" --at x=3,y=4                # exit 0
+
+# Math as written on paper: a space multiplies, |x| is the absolute value, ½ is a number.
+diffcli grad "½ m v² + m g |h|" --at m=2,v=3,g=9.81,h=-1         # exit 0
+diffcli grad "-x sin(x)" --at x=1                              # exit 0
+
+# log1p and expm1 are accurate near 0, where log(1 + x) has no digits left.
+diffcli value "log1p(x)/x" --at x=1e-12                        # exit 0
+diffcli value "log(1 + x)/x" --at x=1e-12                      # exit 1
