@@ -26,7 +26,7 @@ from diffcli.errors import DiffcliError, plural
 from diffcli.limits import DEFAULT
 from diffcli.report import Report
 from diffcli.suite import Case, read_cases
-from diffcli.verdict import MISMATCH
+from diffcli.verdict import MISMATCH, UNDEFINED, UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,13 @@ class Record:
 
     @property
     def message(self) -> str:
-        """One line on what went wrong: the error, or the first golden value torch missed."""
+        """One line on what went wrong: the error, the first golden value torch missed, or
+        why points have no reference (undefined) or none could be computed (unknown)."""
         if self.error is not None:
             return self.error.splitlines()[0]
         if not self.expect_failures:
+            if self.status in (UNDEFINED, UNKNOWN):
+                return next(iter(self.report.summary()["reasons"]), "")
             return ""
         first = self.expect_failures[0]
         point = ",".join(f"{k}={v:g}" for k, v in first["point"].items())

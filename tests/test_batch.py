@@ -460,3 +460,10 @@ def test_let_in_any_order_and_circular_lets_through_the_command_line(tmp_path):
     assert first["status"] == "ok" and first["results"][0]["reference"] == [3.0]  # by hand: d/dx (2x + x)
     assert second["error"] == "let: a circular definition (a -> b -> a); each name must come down to the variables"
     assert result.exit_code == 1 and "internal" not in result.output
+
+
+def test_an_undefined_check_says_why_in_its_plain_line(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_text("Abs(x); x=0\n")
+    line = batch(str(path), "-f", "plain", "--checks", "grad").output.splitlines()[0].split("\t")
+    assert line[0] == "undefined" and line[-1] == "∂f/∂x: one-sided derivatives differ (-1 and 1) at the kink of Abs(x)"
