@@ -25,7 +25,7 @@ from diffcli.commands import COMMANDS, Exit
 from diffcli.errors import DiffcliError, plural
 from diffcli.limits import DEFAULT
 from diffcli.report import Report
-from diffcli.suite import Case, read_cases
+from diffcli.suite import CASE_SAMPLES, Case, read_cases
 from diffcli.verdict import MISMATCH, UNDEFINED, UNKNOWN
 
 
@@ -97,7 +97,7 @@ def _sample_options(case: Case) -> dict[str, Any]:
         return {}
     return {
         "sample": [f"{name}={lo}:{hi}" for name, (lo, hi) in case.sample["box"].items()],
-        "n": case.sample.get("n", 10),
+        "n": case.sample.get("n", CASE_SAMPLES),
         "seed": case.sample.get("seed", 0),
     }
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffcli.commands import COMMANDS, DTYPES, ENGINES
+from diffcli.commands import COMMANDS, DTYPES, ENGINES, SAMPLES
 from diffcli.errors import DiffcliError, ParseError
 from diffcli.expr import Node, substitute
 from diffcli.limits import DEFAULT, PRECISE_POINTS, Limits
@@ -167,7 +167,7 @@ def _points(names, at, grid, sample, n, seed, points_csv, union, max_points) -> 
         if not sample:
             return fixed
         sampled = pointsets.combine(
-            [pointsets.sample(sample, 100 if n is None else n, seed, max_points, "sample.box")], names,
+            [pointsets.sample(sample, SAMPLES if n is None else n, seed, max_points, "sample.box")], names,
             hint=pointsets.SUITE_HINT,
         )  # fmt: skip
         return np.concatenate([fixed, sampled])
@@ -181,7 +181,7 @@ def _points(names, at, grid, sample, n, seed, points_csv, union, max_points) -> 
         raise DiffcliError(f"{len(at)} points requested; at most {max_points} (--max-points)")
     tables = [pointsets.grid(spec, max_points) for spec in grid]
     if sample:
-        tables.append(pointsets.sample(sample, 100 if n is None else n, seed, max_points))
+        tables.append(pointsets.sample(sample, SAMPLES if n is None else n, seed, max_points))
     if points_csv is not None:
         tables.append(pointsets.read_csv(points_csv))
     if at:

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 import click
 
 from diffcli import __version__
-from diffcli.commands import COMMANDS, DTYPES, ENGINES, FORMATS, TABLE_POINTS, TOLERANCES, Command, Exit
+from diffcli.commands import COMMANDS, DTYPES, ENGINES, FORMATS, SAMPLES, TABLE_POINTS, TOLERANCES, Command, Exit
 from diffcli.errors import DiffcliError
-from diffcli.limits import DEFAULT
+from diffcli.limits import DEFAULT, PRECISE_POINTS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -116,8 +116,8 @@ def common_options(fn: Callable) -> Callable:
                           "(same answers, several times the throughput, seconds to compile: for huge grids)."),
         click.option("--precise", is_flag=True,
                      help="Evaluate the reference to 30 digits at every point (default: at points given by hand, "
-                          "up to 16; generated points get SymPy's formulas in float64 where float64 can be "
-                          "trusted, and 30 digits where it cannot)."),
+                          f"up to {PRECISE_POINTS}; generated points get SymPy's formulas in float64 where float64 "
+                          "can be trusted, and 30 digits where it cannot)."),
         click.option("--timeout", type=float, metavar="SECONDS",
                      help=f"Stop symbolic work that takes longer than this per check (default {DEFAULT.timeout:g})."),
         click.option("--max-memory", type=int, metavar="MIB",
@@ -132,8 +132,6 @@ def common_options(fn: Callable) -> Callable:
 
 def limits_from(options: dict):
     """Pop the limit options and build the limits (None: the default)."""
-    from diffcli.limits import DEFAULT
-
     for name in ("timeout", "max_memory", "max_points", "max_length"):
         value = options.get(name)
         if value is not None and not (0 < value < math.inf):
@@ -156,7 +154,7 @@ def point_options(fn: Callable) -> Callable:
                      help="N evenly spaced values from LOW to HIGH, both included. Several make a mesh."),
         click.option("--sample", multiple=True, metavar="X=LOW:HIGH",
                      help="Sample this variable uniformly in [LOW, HIGH]; several make a box."),
-        click.option("--n", "n", type=int, metavar="N", help="Number of --sample points (default 100)."),
+        click.option("--n", "n", type=int, metavar="N", help=f"Number of --sample points (default {SAMPLES})."),
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed for --sample."),
         click.option("--points", "points_file", type=click.File("r"), metavar="FILE.csv",
                      help="Points from a CSV file whose header names the variables; - reads standard input."),

@@ -95,3 +95,6 @@ DTYPES = tuple(TOLERANCES)
 
 #: Above this many points a table shows the summary instead of one table per point.
 TABLE_POINTS = 20
+
+#: Points --sample draws when --n is not given (a suite case's default is ``suite.CASE_SAMPLES``).
+SAMPLES = 100

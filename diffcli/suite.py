@@ -20,6 +20,9 @@ _CASE_KEYS = {"name", "expr", "vars", "let", "at", "sample", "tangent", "expect"
 _DEFAULT_KEYS = {"checks", "rtol", "atol"}
 _SAMPLE_KEYS = {"box", "n", "seed"}
 
+#: Points a case's `sample` draws when it gives no `n`.
+CASE_SAMPLES = 10
+
 
 @dataclass
 class Case:
