@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,10 +65,27 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What a command needs besides the points: the JVP's tangent (n,), the VJP's cotangent
+    (max(m, 1),), the number of outputs m of a vector EXPR (0: a scalar one) and the
+    Jacobian's mode (see :func:`jacobian_mode`)."""
+
+    tangent: torch.Tensor | None = None
+    cotangent: torch.Tensor | None = None
+    outputs: int = 0
+    mode: str = "reverse"
+
+
+def jacobian_mode(mode: str, m: int, n: int) -> str:
+    """ "auto": one reverse pass per output, or one forward pass per variable, whichever is fewer."""
+    return mode if mode != "auto" else ("reverse" if max(m, 1) <= n else "forward")
+
+
 # -- torch.func -------------------------------------------------------------------
 
 
-def _func_value(f, tangent):
+def _func_value(f, inputs: Inputs):
     def run(x):
         value, aux = f(x)
         return value, value, aux
@@ -75,7 +93,7 @@ def _func_value(f, tangent):
     return run
 
 
-def _func_grad(f, tangent):
+def _func_grad(f, inputs: Inputs):
     from torch import func
 
     def run(x):
@@ -85,38 +103,66 @@ def _func_grad(f, tangent):
     return run
 
 
-def _func_hessian(f, tangent):
+def _func_hessian(f, inputs: Inputs):
     from torch import func
 
     def run(x):
         value, aux = f(x)
-        return value, func.hessian(lambda x: f(x)[0])(x), aux
+        return value, func.hessian(lambda x: f(x)[0])(x), aux  # (m, n, n) for a vector
 
     return run
 
 
-def _func_jvp(f, tangent):
+def _func_jvp(f, inputs: Inputs):
     from torch import func
 
     def run(x):
-        return func.jvp(f, (x,), (tangent,), has_aux=True)
+        return func.jvp(f, (x,), (inputs.tangent,), has_aux=True)
 
     return run
 
 
-#: torch.func, per command: (f, tangent) -> the per-point function returning (value, quantity, aux).
-FUNC = {"value": _func_value, "grad": _func_grad, "hessian": _func_hessian, "jvp": _func_jvp}
-
-
-def transform(command: str, f, tangent: torch.Tensor | None):
-    """The per-point function returning (value, quantity, aux) for a command."""
-    return FUNC[command](f, tangent)
-
-
-def _with_func(command: str, f, columns: torch.Tensor, tangent):
+def _func_jacobian(f, inputs: Inputs):
     from torch import func
 
-    return func.vmap(transform(command, f, tangent))(columns.T)
+    differentiate = func.jacrev if inputs.mode == "reverse" else func.jacfwd
+
+    def with_value(x):
+        value, aux = f(x)
+        return value, (value, aux)
+
+    def run(x):
+        jacobian, (value, aux) = differentiate(with_value, has_aux=True)(x)
+        return value, jacobian.reshape(max(inputs.outputs, 1), x.shape[-1]), aux
+
+    return run
+
+
+def _func_vjp(f, inputs: Inputs):
+    from torch import func
+
+    def run(x):
+        value, pullback, aux = func.vjp(f, x, has_aux=True)
+        (product,) = pullback(inputs.cotangent.reshape(value.shape))
+        return value, product, aux
+
+    return run
+
+
+#: torch.func, per command: (f, inputs) -> the per-point function returning (value, quantity, aux).
+FUNC = {"value": _func_value, "grad": _func_grad, "hessian": _func_hessian, "jvp": _func_jvp,
+        "jacobian": _func_jacobian, "vjp": _func_vjp}  # fmt: skip
+
+
+def transform(command: str, f, inputs: Inputs):
+    """The per-point function returning (value, quantity, aux) for a command."""
+    return FUNC[command](f, inputs)
+
+
+def _with_func(command: str, f, columns: torch.Tensor, inputs: Inputs):
+    from torch import func
+
+    return func.vmap(transform(command, f, inputs))(columns.T)
 
 
 # -- plain autograd on a batch -------------------------------------------------------
@@ -129,56 +175,105 @@ def _filled(t: torch.Tensor | None, size: int, like: torch.Tensor) -> torch.Tens
     return torch.broadcast_to(t.detach(), (size,))
 
 
+def _outputs(out: torch.Tensor, size: int, m: int) -> torch.Tensor:
+    """The expression's values as (P,) for a scalar EXPR, (m, P) for a vector one (also
+    where a component does not depend on the points)."""
+    return torch.broadcast_to(out, (size,)) if not m else torch.broadcast_to(out.reshape(m, -1), (m, size))
+
+
+def _points_first(out: torch.Tensor, m: int) -> torch.Tensor:
+    """(P,) stays; (m, P) becomes (P, m)."""
+    return out.detach() if not m else out.detach().T
+
+
 def _stacked(columns: list[torch.Tensor], size: int, like: torch.Tensor) -> torch.Tensor:
     """(P, n) from n columns, built as (n, P) so that each column stays contiguous
     (torch.compile then writes every output with vector stores)."""
     return torch.stack(columns).T if columns else like.new_zeros(size, 0)
 
 
-def _autograd_value(f, columns: torch.Tensor, tangent):
+def _autograd_value(f, columns: torch.Tensor, inputs: Inputs):
     size = columns.shape[1]
     with torch.no_grad():
         value, aux = f.of_columns(list(columns))
-    value = _filled(value, size, columns)
+    value = _points_first(_outputs(value, size, inputs.outputs), inputs.outputs)
     return value, value, {k: _filled(a, size, columns) for k, a in aux.items()}
 
 
-def _with_graph(f, columns: torch.Tensor):
-    """The value with its graph, the leaves and the aux values."""
+def _with_graph(f, columns: torch.Tensor, m: int = 0):
+    """The value with its graph ((P,), or (m, P) for a vector EXPR), the leaves and the aux values."""
     size = columns.shape[1]
     xs = [c.detach().requires_grad_(True) for c in columns]
     value, aux = f.of_columns(xs)
-    return torch.broadcast_to(value, (size,)), xs, {k: _filled(a, size, columns) for k, a in aux.items()}
+    return _outputs(value, size, m), xs, {k: _filled(a, size, columns) for k, a in aux.items()}
 
 
-def _autograd_grad(f, columns: torch.Tensor, tangent):
+def _autograd_grad(f, columns: torch.Tensor, inputs: Inputs):
     size = columns.shape[1]
     value, xs, aux = _with_graph(f, columns)
     grads = _derivatives(value, xs)
     return value.detach(), _stacked([_filled(g, size, columns) for g in grads], size, columns), aux
 
 
-def _autograd_hessian(f, columns: torch.Tensor, tangent):
+def _hessian_of(y: torch.Tensor, xs: list, columns: torch.Tensor) -> torch.Tensor:
+    """(P, n, n): reverse over reverse, one more pass per variable."""
     size = columns.shape[1]
-    value, xs, aux = _with_graph(f, columns)
-    grads = _derivatives(value, xs, create_graph=True)
+    grads = _derivatives(y, xs, create_graph=True)
     rows = [[_filled(h, size, columns) for h in _derivatives(g, xs, retain=True)] for g in grads]
     if not rows:
-        return value.detach(), columns.new_zeros(size, 0, 0), aux
-    hessian = torch.stack([torch.stack(row) for row in rows]).permute(2, 0, 1)  # (n, n, P) -> (P, n, n)
-    return value.detach(), hessian, aux
+        return columns.new_zeros(size, 0, 0)
+    return torch.stack([torch.stack(row) for row in rows]).permute(2, 0, 1)  # (n, n, P) -> (P, n, n)
 
 
-def _autograd_jvp(f, columns: torch.Tensor, tangent):
-    return _forward(f, columns, tangent)
+def _autograd_hessian(f, columns: torch.Tensor, inputs: Inputs):
+    m = inputs.outputs
+    value, xs, aux = _with_graph(f, columns, m)
+    if not m:
+        return value.detach(), _hessian_of(value, xs, columns), aux
+    hessians = [_hessian_of(value[i], xs, columns) for i in range(m)]  # each component's
+    return _points_first(value, m), torch.stack(hessians, dim=1), aux
 
 
-#: Batched torch.autograd, per command: (f, columns (n, P), tangent) -> (value, quantity, aux).
-AUTOGRAD = {"value": _autograd_value, "grad": _autograd_grad, "hessian": _autograd_hessian, "jvp": _autograd_jvp}
+def _autograd_jvp(f, columns: torch.Tensor, inputs: Inputs):
+    value, derivative, aux = _forward(f, columns, inputs.tangent, inputs.outputs)
+    return _points_first(value, inputs.outputs), _points_first(derivative, inputs.outputs), aux
 
 
-def _with_autograd(command: str, f, columns: torch.Tensor, tangent):
-    return AUTOGRAD[command](f, columns, tangent)
+def _autograd_jacobian(f, columns: torch.Tensor, inputs: Inputs):
+    size, n, m = columns.shape[1], columns.shape[0], inputs.outputs
+    rows = max(m, 1)
+    if inputs.mode == "forward":  # one forward pass per variable: the Jacobian's columns
+        if not n:
+            value, _, aux = _autograd_value(f, columns, inputs)
+            return value, columns.new_zeros(size, rows, 0), aux
+        eye = torch.eye(n, dtype=columns.dtype, device=columns.device)
+        passes = [_forward(f, columns, eye[j], m) for j in range(n)]
+        value, _, aux = passes[0]
+        derivatives = torch.stack([d.reshape(rows, size) for _, d, _ in passes])  # (n, m, P)
+        return _points_first(value, m), derivatives.permute(2, 1, 0), aux
+    value, xs, aux = _with_graph(f, columns, m)  # one reverse pass per output: the Jacobian's rows
+    outputs = value.reshape(rows, size)
+    grads = [[_filled(g, size, columns) for g in _derivatives(outputs[i], xs, retain=True)] for i in range(rows)]
+    jacobian = torch.stack([torch.stack(row) if row else columns.new_zeros(0, size) for row in grads])  # (m, n, P)
+    return _points_first(value, m), jacobian.permute(2, 0, 1), aux
+
+
+def _autograd_vjp(f, columns: torch.Tensor, inputs: Inputs):
+    size, m = columns.shape[1], inputs.outputs
+    value, xs, aux = _with_graph(f, columns, m)
+    c = inputs.cotangent
+    weighted = c.reshape(()) * value if not m else (c.reshape(m, 1) * value).sum(0)
+    grads = _derivatives(weighted, xs)  # one reverse pass, seeded with the cotangent
+    return _points_first(value, m), _stacked([_filled(g, size, columns) for g in grads], size, columns), aux
+
+
+#: Batched torch.autograd, per command: (f, columns (n, P), inputs) -> (value, quantity, aux).
+AUTOGRAD = {"value": _autograd_value, "grad": _autograd_grad, "hessian": _autograd_hessian, "jvp": _autograd_jvp,
+            "jacobian": _autograd_jacobian, "vjp": _autograd_vjp}  # fmt: skip
+
+
+def _with_autograd(command: str, f, columns: torch.Tensor, inputs: Inputs):
+    return AUTOGRAD[command](f, columns, inputs)
 
 
 def _derivatives(y: torch.Tensor | None, xs: list[torch.Tensor], create_graph=False, retain=False) -> list:
@@ -190,7 +285,9 @@ def _derivatives(y: torch.Tensor | None, xs: list[torch.Tensor], create_graph=Fa
     return list(torch.autograd.grad(y.sum(), xs, create_graph=create_graph, retain_graph=retain, allow_unused=True))
 
 
-def _forward(f, columns: torch.Tensor, tangent: torch.Tensor):
+def _forward(f, columns: torch.Tensor, tangent: torch.Tensor, m: int = 0):
+    """(value, derivative along the tangent, aux) by one forward pass with dual numbers:
+    value and derivative (P,), or (m, P) for a vector EXPR."""
     from torch.autograd import forward_ad
 
     size = columns.shape[1]
@@ -198,9 +295,11 @@ def _forward(f, columns: torch.Tensor, tangent: torch.Tensor):
         duals = [forward_ad.make_dual(c, tangent[i].expand_as(c).contiguous()) for i, c in enumerate(columns)]
         f = f.for_forward_mode(lambda c: forward_ad.make_dual(c, torch.zeros_like(c)))
         out, aux = f.of_columns(duals)
-        value, derivative = forward_ad.unpack_dual(torch.broadcast_to(out, (size,)))
+        value, derivative = forward_ad.unpack_dual(_outputs(out, size, m))
         aux = {k: _filled(forward_ad.unpack_dual(a).primal, size, columns) for k, a in aux.items()}
-    return value.detach(), _filled(derivative, size, columns), aux
+    if derivative is None:
+        derivative = torch.zeros_like(value)
+    return value.detach(), torch.broadcast_to(derivative.detach(), value.shape), aux
 
 
 # -- torch.compile -------------------------------------------------------------------
@@ -211,9 +310,11 @@ def _forward(f, columns: torch.Tensor, tangent: torch.Tensor):
 CHUNK_BYTES = 1 << 26
 
 
-def points_per_chunk(command: str, n: int, n_aux: int, itemsize: int) -> int:
+def points_per_chunk(request: Request, itemsize: int) -> int:
     """A power of two, at most :data:`CHUNK` and :data:`CHUNK_BYTES` of coordinates and outputs."""
-    per_point = n + 1 + math.prod(quantity_shape(command, n)) + n_aux  # coordinates, value, quantity, aux
+    n, m = len(request.variables), request.outputs
+    # coordinates, value(s), quantity, aux
+    per_point = n + max(m, 1) + math.prod(quantity_shape(request.command, n, m)) + len(request.aux)
     most = min(CHUNK, max(CHUNK_BYTES // (per_point * itemsize), 1))
     return 1 << (most.bit_length() - 1)
 
@@ -226,8 +327,8 @@ class _Inductor:
     kernel already compiled for as many points is reused (a summary grid's short
     last chunk), so a few compilations serve any number of points."""
 
-    def __init__(self, command: str, f, tangent, limit: int):
-        self.command, self.f, self.tangent, self.limit = command, f, tangent, limit
+    def __init__(self, command: str, f, inputs: Inputs, limit: int):
+        self.command, self.f, self.inputs, self.limit = command, f, inputs, limit
         self.kernels: dict[int, Callable] = {}  # chunk size -> compiled function
 
     def _chunk_for(self, size: int) -> int:
@@ -248,7 +349,7 @@ class _Inductor:
         from torch.fx.experimental.proxy_tensor import make_fx
 
         try:
-            graph = make_fx(lambda c: _with_autograd(self.command, self.f, c, self.tangent))(example)
+            graph = make_fx(lambda c: _with_autograd(self.command, self.f, c, self.inputs))(example)
             graph.graph.eliminate_dead_code()  # forward mode leaves shape checks that return bools
             graph.recompile()
             fn = torch.compile(graph, fullgraph=True, dynamic=False)
@@ -260,37 +361,41 @@ class _Inductor:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(command, tree, variables, dtype, device, aux, tangent, chunk) -> _Inductor:
+def _compiled(command, tree, variables, dtype, device, aux, vectors, chunk) -> _Inductor:
     """One compiled engine per expression and command within a process (a summary
     grid calls :func:`compute` once per chunk)."""
     f = compile_torch(tree, variables, dtype, device, dict(aux))
-    return _Inductor(command, f, _tangent(tangent, dtype, device, len(variables)), chunk)
+    return _Inductor(command, f, _inputs(*vectors, dtype, device), chunk)
 
 
-def _tangent(tangent, dtype, device, n: int) -> torch.Tensor | None:
-    return None if tangent is None else torch.tensor(tangent, dtype=dtype, device=device).reshape(n)
+def _inputs(tangent, cotangent, outputs: int, mode: str, n: int, dtype, device) -> Inputs:
+    def tensor(values):
+        return None if values is None else torch.tensor(values, dtype=dtype, device=device)
+
+    return Inputs(tensor(tangent), tensor(cotangent), outputs, jacobian_mode(mode, outputs, n))
 
 
 def _engine(request: Request, dtype: torch.dtype, device: torch.device, chunk: int = CHUNK):
     """A callable: (n, P) columns -> (values, quantity, aux) for the request's engine."""
+    vectors = (request.tangent, request.cotangent, request.outputs, request.mode, len(request.variables))
     if request.engine == "compiled":
         key = (request.command, request.tree, tuple(request.variables), dtype, device, tuple(request.aux.items()))
-        return _compiled(*key, request.tangent, chunk)
+        return _compiled(*key, vectors, chunk)
     f = compile_torch(request.tree, request.variables, dtype, device, request.aux)
-    tangent = _tangent(request.tangent, dtype, device, len(request.variables))
     engine = _with_func if request.engine == "func" else _with_autograd
-    return functools.partial(engine, request.command, f, tangent=tangent)
+    return functools.partial(engine, request.command, f, inputs=_inputs(*vectors, dtype, device))
 
 
 def compute(request: Request, progress=None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Values (P,), the command's quantity (P, *shape) and aux values, as float64 numpy.
+    """Values (P,) (or (P, m) for a vector EXPR), the command's quantity (P, *shape) and aux
+    values, as float64 numpy.
 
     ``progress(done, total)``, if given, is called after each chunk of points.
     """
     device = resolve_device(request.device)
     dtype = getattr(torch, request.dtype)
     points = np.asarray(request.points, dtype=np.float64)
-    step = points_per_chunk(request.command, points.shape[1], len(request.aux), dtype.itemsize)
+    step = points_per_chunk(request, dtype.itemsize)
     run = _engine(request, dtype, device, step)
     parts = []
     for start in range(0, points.shape[0], step):

@@ -21,7 +21,7 @@ import numpy as np
 
 from diffcli import worker
 from diffcli.check import finish, prepare, start
-from diffcli.commands import COMMANDS, Exit
+from diffcli.commands import COMMANDS, DEFAULT_CHECKS, DEFAULT_VECTOR_CHECKS, Exit
 from diffcli.errors import DiffcliError, plural
 from diffcli.limits import DEFAULT
 from diffcli.report import Report
@@ -128,6 +128,7 @@ def _prepare(case: Case, check: str, options: dict[str, Any]):
     return prepare(
         check, case.expr, case.at, variables=case.variables, let=case.let,
         tangent=case.tangent if "tangent" in COMMANDS[check].inputs else None,
+        cotangent=case.cotangent if "cotangent" in COMMANDS[check].inputs else None, mode=case.mode,
         rtol=case.rtol if case.rtol is not None else options.get("rtol"),
         atol=case.atol if case.atol is not None else options.get("atol"),
         dtype=options.get("dtype", "float64"), device=options.get("device", "cpu"),
@@ -145,8 +146,9 @@ def _failed(record: Record, exc: BaseException) -> Record:
 
 
 def planned(case: Case, only: Sequence[str] | None) -> list[str]:
-    """The checks a case runs: its own (or all), less those ``only`` (--checks) leaves out."""
-    return [c for c in case.checks or COMMANDS if only is None or c in only]
+    """The checks a case runs: its own (or the defaults), less those ``only`` (--checks) leaves out."""
+    default = DEFAULT_VECTOR_CHECKS if case.expr.strip().startswith("[") else DEFAULT_CHECKS
+    return [c for c in case.checks or default if only is None or c in only]
 
 
 def start_case(case: Case, only: Sequence[str] | None, options: dict[str, Any], backend=None) -> list[_Job]:

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffcli.commands import COMMANDS, DTYPES, ENGINES, SAMPLES
+from diffcli.commands import COMMANDS, DTYPES, ENGINES, MODES, SAMPLES, component
 from diffcli.errors import DiffcliError, ParseError
 from diffcli.expr import Node, substitute
 from diffcli.limits import DEFAULT, PRECISE_POINTS, Limits
 from diffcli.parser import check_name, parse_expression
 from diffcli.points import PointSpec, resolve_point
-from diffcli.report import Report, Summary, quantity_shape
+from diffcli.report import Reference, Report, Summary, quantity_shape
 from diffcli.verdict import MISMATCH, Tolerance, Verdicts, judge_many, tolerance_for
 
 
@@ -48,6 +48,14 @@ class Request:
     by_hand: int = 0  # the first rows were given by hand (--at, a case's `at`), the rest generated
     aux: dict[str, Node] = field(default_factory=dict)  # `let` name -> tree
     engine: str = "autograd"  # one of ENGINES: see diffcli.autodiff
+    outputs: int = 0  # components of a vector EXPR (tree is a Vector node); 0 for a scalar one
+    cotangent: tuple[float, ...] | None = None  # vjp: one weight per output
+    mode: str = "auto"  # jacobian: one of MODES
+
+    @property
+    def components(self) -> tuple[Node, ...]:
+        """The scalar trees: a vector's components, or the tree itself."""
+        return self.tree.args if self.outputs else (self.tree,)
 
 
 def parse_variables(spec: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -210,6 +218,8 @@ def prepare(
     union: bool = False,
     limits: Limits = DEFAULT,
     engine: str = "autograd",
+    cotangent: PointSpec | None = None,
+    mode: str = "auto",
 ) -> Request:
     """Validate everything; ``union=True`` makes the points `at` followed by `sample` (as in a suite
     case) rather than their product (as on the command line, where --at fixes the other variables)."""
@@ -224,25 +234,39 @@ def prepare(
             raise DiffcliError(f"{name} must be a finite number >= 0")
     given = parse_variables(variables)
     parsed = parse_lets(let or {}, given, limits)
-    typed = parse_expression(expression, (given or ()) + tuple(parsed), limits)
+    typed = parse_expression(expression, (given or ()) + tuple(parsed), limits, vector=True)
+    row = COMMANDS[command]
+    outputs = len(typed.args) if typed.op == "Vector" else 0
+    if outputs and not row.vector:
+        vector_ones = ", ".join(name for name, c in COMMANDS.items() if c.vector)
+        raise DiffcliError(f"{command} takes a scalar EXPR; for a vector of {outputs} components use {vector_ones}")
+    if mode not in MODES:
+        raise DiffcliError(f"--mode must be one of {', '.join(MODES)}")
     tree, lets = bind(typed, parsed, limits)
     names = _variables([typed, *lets.values()], given, lets)
     points = _points(names, at, grid, sample, n, seed, points_csv, union, limits.max_points)
     points = _as_dtype(points, dtype, names, "a point has")  # the coordinates as the dtype holds them
-    takes_tangent = "tangent" in COMMANDS[command].inputs
-    if tangent is not None and not takes_tangent:
-        users = ", ".join(name for name, c in COMMANDS.items() if "tangent" in c.inputs)
-        raise DiffcliError(f"--tangent only applies to {users}")
+    takes_tangent = "tangent" in row.inputs
+    for given_input, name in ((tangent, "tangent"), (cotangent, "cotangent")):
+        if given_input is not None and name not in row.inputs:
+            users = ", ".join(c for c, spec in COMMANDS.items() if name in spec.inputs)
+            raise DiffcliError(f"--{name} only applies to {users}")
     by_hand = min(_by_hand(at, grid, sample, points_csv, union), points.shape[0])
     direction = None
     if takes_tangent:
         option = "tangent" if union else "--tangent"  # a suite case's key, or the command line's option
         raw = resolve_point(tangent, names, option) if tangent is not None else (1.0,) * len(names)
         direction = tuple(_as_dtype(np.array([raw], dtype=np.float64), dtype, names, f"{option} has")[0].tolist())
+    weights = None
+    if "cotangent" in row.inputs:
+        option = "cotangent" if union else "--cotangent"
+        slots = tuple(f"f{i + 1}" for i in range(outputs)) if outputs else ("f",)
+        raw = resolve_point(cotangent, slots, option, "component") if cotangent is not None else (1.0,) * len(slots)
+        weights = tuple(_as_dtype(np.array([raw], dtype=np.float64), dtype, slots, f"{option} has")[0].tolist())
     return Request(
         command, tree, names, points, direction, tolerance_for(dtype, rtol, atol), dtype, device,
         expression=str(typed), exact_rows=_exact_rows(precise, points.shape[0], by_hand), by_hand=by_hand,
-        aux=lets, engine=engine,
+        aux=lets, engine=engine, outputs=outputs, cotangent=weights, mode=mode,
     )  # fmt: skip
 
 
@@ -287,9 +311,49 @@ def start(request: Request, backend=None) -> Started:
     return Started(request, _submit(request, backend), backend)
 
 
+def reference_jobs(request: Request) -> list[tuple[Node, str, str]]:
+    """The scalar references a request needs: (tree, command, label) per component of a
+    vector EXPR (or the EXPR itself), or, for a command the table marks ``combined`` (vjp),
+    one for the cotangent's combination sum c_i f_i. The reference side knows only scalar
+    trees; :meth:`Reference.stack` puts their answers together."""
+    row = COMMANDS[request.command]
+    trees = request.components
+    if row.combined:
+        weights = [Node("num", text=repr(float(c))) for c in request.cotangent]
+        terms = tuple(Node("Product", (c, t), "*") for c, t in zip(weights, trees))
+        return [(terms[0] if len(terms) == 1 else Node("Sum", terms, "+" * (len(terms) - 1)), row.reference, "")]
+    labels = [component(request.outputs, i) if request.outputs else "" for i in range(len(trees))]
+    return [(tree, row.reference, label) for tree, label in zip(trees, labels)]
+
+
+def _stacked(request: Request) -> bool:
+    """Whether the answers of :func:`reference_jobs` are stacked along a component axis."""
+    row, n = COMMANDS[request.command], len(request.variables)
+    return row.shape(n, request.outputs) != COMMANDS[row.reference].shape(n, 0)
+
+
+def _combine(request: Request, parts: list) -> Reference:
+    if not _stacked(request):
+        return parts[0]
+    return Reference.stack(parts, [label for _, _, label in reference_jobs(request)])
+
+
+class _Together:
+    """The futures of a request's reference jobs, as one future of their combination."""
+
+    def __init__(self, request: Request, futures: list):
+        self.request, self.futures = request, futures
+
+    def result(self) -> Reference:
+        return _combine(self.request, [f.result() for f in self.futures])
+
+
 def _submit(request: Request, backend):
-    args = (request.tree, request.variables, request.command, request.points, request.tangent, request.exact_rows)
-    return backend.submit_reference(*args)
+    futures = [
+        backend.submit_reference(tree, request.variables, command, request.points, request.tangent, request.exact_rows)
+        for tree, command, _ in reference_jobs(request)
+    ]
+    return _Together(request, futures)
 
 
 def _judge(request: Request, quantities: np.ndarray, ref, backend) -> Verdicts:
@@ -299,8 +363,10 @@ def _judge(request: Request, quantities: np.ndarray, ref, backend) -> Verdicts:
     doubtful = np.flatnonzero((verdicts.status == MISMATCH) & ~ref.exact)
     if not len(doubtful):
         return verdicts
-    confirmed = backend.confirm(request.tree, request.variables, request.command, request.points[doubtful],
-                                request.tangent)  # fmt: skip
+    confirmed = _combine(request, [
+        backend.confirm(tree, request.variables, command, request.points[doubtful], request.tangent)
+        for tree, command, _ in reference_jobs(request)
+    ])  # fmt: skip
     done = confirmed.exact
     ref.take(doubtful[done], confirmed.rows(done))
     return judge_many(quantities, ref.values, request.tolerance, ref.defined, ref.unknown)
@@ -311,7 +377,7 @@ def _report(request: Request, symbolic, **arrays) -> Report:
     return Report(
         command=request.command, expression=request.expression, variables=request.variables, symbolic=symbolic,
         tolerance=request.tolerance, dtype=request.dtype, device=request.device, engine=request.engine,
-        tangent=request.tangent,
+        tangent=request.tangent, outputs=request.outputs, cotangent=request.cotangent,
         exact_rows=request.exact_rows, by_hand=request.by_hand, **arrays,
     )  # fmt: skip
 
@@ -342,7 +408,7 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
 
     backend = backend or worker.current()
     total = request.points.shape[0]
-    step = autodiff.points_per_chunk(request.command, len(request.variables), len(request.aux), itemsize=8)
+    step = autodiff.points_per_chunk(request, itemsize=8)
     parts = [replace(request, points=request.points[i : i + step], exact_rows=min(max(request.exact_rows - i, 0), step))
              for i in range(0, total, step)]  # fmt: skip
 
@@ -358,10 +424,11 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
         symbolic = ref.formulas
         if progress is not None:
             progress(min((k + 1) * step, total), total)
-    shape = (0, *quantity_shape(request.command, len(request.variables)))
+    shape = (0, *quantity_shape(request.command, len(request.variables), request.outputs))
     nothing = Verdicts(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0))
+    values = np.zeros((0, request.outputs) if request.outputs else 0)
     return _report(
-        request, symbolic, points=np.zeros((0, len(request.variables))), values=np.zeros(0),
+        request, symbolic, points=np.zeros((0, len(request.variables))), values=values,
         autodiff=np.zeros(shape), reference=np.zeros(shape), verdicts=nothing, streamed=summary,
     )  # fmt: skip
 

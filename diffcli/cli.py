@@ -15,7 +15,20 @@ from collections.abc import Callable, Iterator
 import click
 
 from diffcli import __version__
-from diffcli.commands import COMMANDS, DTYPES, ENGINES, FORMATS, SAMPLES, TABLE_POINTS, TOLERANCES, Command, Exit
+from diffcli.commands import (
+    COMMANDS,
+    DEFAULT_CHECKS,
+    DEFAULT_VECTOR_CHECKS,
+    DTYPES,
+    ENGINES,
+    FORMATS,
+    MODES,
+    SAMPLES,
+    TABLE_POINTS,
+    TOLERANCES,
+    Command,
+    Exit,
+)  # fmt: skip
 from diffcli.errors import DiffcliError
 from diffcli.limits import DEFAULT, PRECISE_POINTS
 
@@ -269,6 +282,12 @@ EXPR_HELP = (
 INPUT_OPTIONS = {
     "tangent": click.option("--tangent", "-t", metavar="VEC",
                             help="Direction: x=1,y=0, or positional 1,0 in --vars order. Default: all ones."),
+    "cotangent": click.option("--cotangent", "-c", metavar="VEC",
+                              help="Weights of EXPR's components: positional 1,0,2 (or f1=1,f2=0,...; one value for "
+                                   "a scalar EXPR). Default: all ones."),
+    "mode": click.option("--mode", type=click.Choice(MODES), default=MODES[0], show_default=True,
+                         help="reverse: one backward pass per output; forward: one forward pass per variable; "
+                              "auto: whichever is fewer."),
 }  # fmt: skip
 
 
@@ -322,8 +341,9 @@ def parse_checks(text: str | None) -> tuple[str, ...] | None:
 @click.option(
     "--checks",
     metavar="LIST",
-    help="Run only these of each case's checks (value,grad,hessian,jvp): of those a TOML case names, or of "
-    "all four for cases that name none. Default: what each case names, else all four.",
+    help=f"Run only these of each case's checks ({','.join(COMMANDS)}): of those a TOML case names, or of the "
+    f"defaults for cases that name none ({','.join(DEFAULT_CHECKS)}; for a vector EXPR "
+    f"{','.join(DEFAULT_VECTOR_CHECKS)}). Default: what each case names, else the defaults.",
 )
 @click.option(
     "--junit",

@@ -42,17 +42,74 @@ class Entry:
 
 @dataclass(frozen=True)
 class Command:
+    """A command. ``m`` is the number of outputs of a vector EXPR, 0 for a scalar one."""
+
     name: str
     title: str  # in a table's heading: "gradient of ..."
     summary: str  # the one-line help
     example: str  # a command line that works
-    shape: Callable[[int], tuple[int, ...]]  # one point's result, for n variables
-    entries: Callable[[Sequence[str]], list[Entry]]  # its entries, in row-major order
-    inputs: tuple[str, ...] = ()  # extra inputs the command takes ("tangent")
+    shape: Callable[[int, int], tuple[int, ...]]  # one point's result, for n variables and m outputs
+    entries: Callable[[Sequence[str], int], list[Entry]]  # its entries, in row-major order
+    inputs: tuple[str, ...] = ()  # extra inputs the command takes ("tangent", "cotangent", "mode")
+    vector: bool = True  # whether EXPR may be a vector
+    #: The scalar command the reference computes for each component (or, with
+    #: ``combined``, for the cotangent's combination of the components, sum c_i f_i).
+    reference: str = ""
+    combined: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.reference:
+            object.__setattr__(self, "reference", self.name)
 
 
-def _partial(a: str, b: str) -> str:
-    return f"∂²f/∂{a}²" if a == b else f"∂²f/∂{a}∂{b}"
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def component(m: int, i: int) -> str:
+    """``f`` for a scalar EXPR, ``f₂`` for the second component of a vector one."""
+    return "f" if not m else f"f{str(i + 1).translate(_SUBSCRIPTS)}"
+
+
+def _components(m: int) -> list[tuple[str, str]]:
+    """(name, CSV index prefix) per component: ('f', '') for a scalar, ('f₁', '1,') ..."""
+    return [("f", "")] if not m else [(component(m, i), f"{i + 1},") for i in range(m)]
+
+
+def _each(m: int, suffix: str) -> str:
+    """A component's CSV suffix where the scalar has none: '' or '[2]'."""
+    return f"[{suffix[:-1]}]" if suffix else ""
+
+
+def _partial(f: str, a: str, b: str) -> str:
+    return f"∂²{f}/∂{a}²" if a == b else f"∂²{f}/∂{a}∂{b}"
+
+
+def _value_entries(names: Sequence[str], m: int) -> list[Entry]:
+    return [Entry(f, _each(m, k)) for f, k in _components(m)]
+
+
+def _grad_entries(names: Sequence[str], m: int) -> list[Entry]:
+    return [Entry(f"∂f/∂{v}", f"[{v}]") for v in names]
+
+
+def _hessian_entries(names: Sequence[str], m: int) -> list[Entry]:
+    return [
+        Entry(_partial(f, a, b), f"[{k}{a},{b}]", c * len(names) + i)
+        for c, (f, k) in enumerate(_components(m)) for i, a in enumerate(names) for b in names
+    ]  # fmt: skip
+
+
+def _jvp_entries(names: Sequence[str], m: int) -> list[Entry]:
+    return [Entry(f"∂{f}·t", _each(m, k)) for f, k in _components(m)]
+
+
+def _jacobian_entries(names: Sequence[str], m: int) -> list[Entry]:
+    rows = _components(m) if m else [("f", "1,")]
+    return [Entry(f"∂{f}/∂{v}", f"[{k}{v}]", c) for c, (f, k) in enumerate(rows) for v in names]
+
+
+def _vjp_entries(names: Sequence[str], m: int) -> list[Entry]:
+    return [Entry(f"c·∂f/∂{v}", f"[{v}]") for v in names]
 
 
 COMMANDS: dict[str, Command] = {
@@ -60,26 +117,46 @@ COMMANDS: dict[str, Command] = {
     for c in (
         Command(
             "value", "value", "The value of EXPR at each point.", 'diffcli value "sqrt(x^2 + y^2)" --at x=3,y=4',
-            shape=lambda n: (), entries=lambda names: [Entry("f", "")],
+            shape=lambda n, m: (m,) if m else (), entries=_value_entries,
         ),
         Command(
             "grad", "gradient", "The gradient (and value) of EXPR at each point.",
             'diffcli grad "x^2 sin(y)" --at x=1,y=2',
-            shape=lambda n: (n,), entries=lambda names: [Entry(f"∂f/∂{v}", f"[{v}]") for v in names],
+            shape=lambda n, m: (n,), entries=_grad_entries, vector=False,
         ),
         Command(
-            "hessian", "Hessian", "The Hessian matrix of EXPR at each point.",
+            "hessian", "Hessian", "The Hessian matrix of EXPR (of each component) at each point.",
             'diffcli hessian "x^3 y + exp(y)" --at x=1,y=0',
-            shape=lambda n: (n, n),
-            entries=lambda names: [Entry(_partial(a, b), f"[{a},{b}]", i) for i, a in enumerate(names) for b in names],
+            shape=lambda n, m: (m, n, n) if m else (n, n), entries=_hessian_entries,
         ),
         Command(
             "jvp", "Jacobian-vector product", "The value and directional derivative of EXPR along --tangent.",
             'diffcli jvp "x^2 sin(y)" --at x=1,y=2 --tangent x=1,y=0',
-            shape=lambda n: (), entries=lambda names: [Entry("∂f·t", "")], inputs=("tangent",),
+            shape=lambda n, m: (m,) if m else (), entries=_jvp_entries, inputs=("tangent",),
+        ),
+        Command(
+            "jacobian", "Jacobian", "The Jacobian matrix of EXPR at each point (m x n; 1 x n for a scalar EXPR).",
+            'diffcli jacobian "[r cos(t), r sin(t)]" --at r=2,t=0.5',
+            shape=lambda n, m: (max(m, 1), n), entries=_jacobian_entries, inputs=("mode",), reference="grad",
+        ),
+        Command(
+            "vjp", "vector-Jacobian product", "The value and the product c·J of --cotangent c and EXPR's Jacobian.",
+            'diffcli vjp "[x y, x + y]" --at x=1,y=2 --cotangent 1,-1',
+            shape=lambda n, m: (n,), entries=_vjp_entries, inputs=("cotangent",), reference="grad", combined=True,
         ),
     )
 }  # fmt: skip
+
+#: The checks a batch case runs when it names none: for a scalar EXPR, and for a vector one.
+DEFAULT_CHECKS = ("value", "grad", "hessian", "jvp")
+DEFAULT_VECTOR_CHECKS = ("value", "jacobian", "hessian", "jvp", "vjp")
+
+#: Most components of a vector EXPR.
+MAX_OUTPUTS = 64
+
+#: How a Jacobian is computed: one reverse pass per output, or one forward pass per
+#: variable; "auto" takes the fewer passes.
+MODES = ("auto", "reverse", "forward")
 
 #: Output formats (their implementations: ``diffcli.render.FORMATS``).
 FORMATS = ("table", "plain", "json", "csv")

@@ -994,7 +994,7 @@ def answer(tree: Node, variables: Sequence[str], point: Sequence[float], command
     """The reference of ``command`` at one point (see the module's docstring)."""
     tree = expand(tree)
     n = len(variables)
-    shape = COMMANDS[command].shape(n)
+    shape = COMMANDS[command].shape(n, 0)  # (components of a vector are answered one by one)
     size = int(np.prod(shape)) if shape else 1
     prec = START_BITS
     while True:

@@ -124,6 +124,8 @@ def to_text(node: Node) -> str:
         level = _PRECEDENCE[op]
         left, right = args
         return _wrapped(left, level - 1) + _INFIX[op] + _wrapped(right, level)
+    if op == "Vector":
+        return f"[{', '.join(to_text(a) for a in args)}]"
     if op == "Piecewise":
         pairs = [f"({to_text(v)}, {to_text(c)})" for v, c in zip(args[::2], args[1::2])]
         return f"Piecewise({', '.join(pairs)})"

@@ -21,6 +21,7 @@ import unicodedata
 import warnings
 from dataclasses import dataclass
 
+from diffcli.commands import MAX_OUTPUTS
 from diffcli.errors import ParseError
 from diffcli.expr import COMPARISONS, Node, substitute
 from diffcli.language import CONSTANTS, DEFINITIONS, FUNCTIONS, canonical_function, suggest
@@ -450,6 +451,8 @@ class _Builder:
             return self.call(node)
         if isinstance(node, ast.Tuple):
             raise self.fail("a tuple is only allowed as a (value, condition) pair inside Piecewise", node)
+        if isinstance(node, ast.List):
+            raise self.fail("a vector [f1, f2, ...] is only allowed as the whole expression", node)
         if isinstance(node, (ast.BinOp, ast.UnaryOp)):
             raise self.fail("this operator is not allowed; use + - * / ** ^ %", node)
         raise self.fail(f"{_DESCRIBE.get(type(node), type(node).__name__)} not allowed in an expression", node)
@@ -466,6 +469,13 @@ class _Builder:
         built = tuple(self.real(t) for t in reversed(operands))
         return Node(kind, built, "".join(reversed(signs)), span=self.span(top))
 
+    def vector(self, node: ast.List) -> Node:
+        if not node.elts:
+            raise self.fail("an empty vector: give its components, [f1, f2, ...]", node)
+        if len(node.elts) > MAX_OUTPUTS:
+            raise self.fail(f"a vector of {len(node.elts)} components (limit {MAX_OUTPUTS})", node)
+        return Node("Vector", tuple(self.real(e) for e in node.elts), span=self.span(node))
+
     def real(self, node: ast.AST) -> Node:
         built = self.build(node)
         if built.is_condition:
@@ -480,9 +490,13 @@ class _Builder:
 
 
 def parse_expression(
-    source: str, variables: frozenset[str] | set[str] | tuple[str, ...] = frozenset(), limits: Limits = DEFAULT
+    source: str,
+    variables: frozenset[str] | set[str] | tuple[str, ...] = frozenset(),
+    limits: Limits = DEFAULT,
+    vector: bool = False,
 ) -> Node:
-    """Parse one real-valued expression.
+    """Parse one real-valued expression (with ``vector=True``, or a vector of them,
+    ``[f1, f2, ...]``: a ``Vector`` node of the components).
 
     ``variables`` are names that must be read as variables even where the
     language has another meaning for them (``E``, ``pi``, ``gamma`` ...).
@@ -505,7 +519,8 @@ def parse_expression(
     except (RecursionError, MemoryError):
         raise ParseError("the expression is nested too deeply", source, 0) from None
     _check_size(tree, source, limits)
-    result = _Builder(source, rewritten, frozenset(variables)).real(tree.body)
+    builder = _Builder(source, rewritten, frozenset(variables))
+    result = builder.vector(tree.body) if vector and isinstance(tree.body, ast.List) else builder.real(tree.body)
     _check_constants(result, source, limits)
     return result
 

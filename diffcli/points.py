@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from diffcli.errors import DiffcliError, ParseError
+from diffcli.errors import DiffcliError, ParseError, plural
 from diffcli.language import suggest
 from diffcli.parser import parse_assignments, parse_expression
 
@@ -58,8 +58,10 @@ def spec_names(spec: PointSpec) -> tuple[str, ...]:
     return names
 
 
-def resolve_point(spec: PointSpec, variables: Sequence[str], option: str = "--at") -> tuple[float, ...]:
-    """The coordinates of one point, in ``variables`` order."""
+def resolve_point(
+    spec: PointSpec, variables: Sequence[str], option: str = "--at", noun: str = "variable"
+) -> tuple[float, ...]:
+    """The coordinates of one point, in ``variables`` order (``noun``: what they are, in messages)."""
     if isinstance(spec, str):
         items = parse_assignments(spec) if spec.strip() else []
     elif isinstance(spec, Mapping):
@@ -74,7 +76,7 @@ def resolve_point(spec: PointSpec, variables: Sequence[str], option: str = "--at
         if len(items) != len(variables):
             raise DiffcliError(
                 f"{option} {source}: {len(items)} value{'s' * (len(items) != 1)} for "
-                f"{len(variables)} variable{'s' * (len(variables) != 1)} ({', '.join(variables) or 'none'})"
+                f"{plural(len(variables), noun)} ({', '.join(variables) or 'none'})"
             )
         names = list(variables)
     else:
@@ -83,10 +85,8 @@ def resolve_point(spec: PointSpec, variables: Sequence[str], option: str = "--at
     for name, (_, text, column) in zip(names, items):
         if name not in variables:
             hint = suggest(name, list(variables))
-            known = f"(variables: {', '.join(variables) or 'none'})"
-            raise DiffcliError(
-                f"{option}: unknown variable '{name}' " + (f"(did you mean '{hint}'?)" if hint else known)
-            )
+            known = f"({noun}s: {', '.join(variables) or 'none'})"
+            raise DiffcliError(f"{option}: unknown {noun} '{name}' " + (f"(did you mean '{hint}'?)" if hint else known))
         if name in values:
             raise DiffcliError(f"{option}: '{name}' is given twice")
         if isinstance(text, (int, float)):

@@ -81,7 +81,7 @@ def _optional(x: float | None) -> float | str | None:
 def result_dict(result: PointResult) -> dict[str, Any]:
     out = {
         "point": {k: json_number(v) for k, v in result.point.items()},
-        "value": json_number(result.value),
+        "value": _nested(result.value, json_number),
         "autodiff": _nested(result.autodiff, json_number),
         "reference": _nested(result.reference, json_number),
         "abs_err": _optional(result.verdict.abs_err),
@@ -117,6 +117,8 @@ def report_dict(report: Report, layout: Layout = Layout()) -> dict[str, Any]:
     }
     if report.tangent is not None:
         doc["tangent"] = dict(zip(report.variables, map(json_number, report.tangent)))
+    if report.cotangent is not None:
+        doc["cotangent"] = [json_number(c) for c in report.cotangent]
     return doc
 
 
@@ -161,7 +163,7 @@ def plain_lines(report: Report) -> Iterator[str]:
     for i in range(len(report)):
         fields = [
             point_text(report.variables, report.points[i]) or "-",
-            plain_number(report.values[i]),
+            _flat(report.values[i]),
             _flat(report.autodiff[i]),
             _flat(report.reference[i]),
             *_errors(report, i, "-"),
@@ -213,7 +215,7 @@ def write_plain(report: Report, out: IO[str], layout: Layout = Layout()) -> None
 
 def element_labels(report: Report) -> list[str]:
     """Suffixes naming each element of the quantity: '', '[x]' or '[x,y]'."""
-    return [entry.suffix for entry in COMMANDS[report.command].entries(report.variables)]
+    return [entry.suffix for entry in COMMANDS[report.command].entries(report.variables, report.outputs)]
 
 
 def write_csv(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
@@ -226,7 +228,7 @@ def write_csv(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
     aux = list(report.aux)
     writer.writerow(
         [f"at[{v}]" for v in report.variables]
-        + ["value"]
+        + ([f"value[{k + 1}]" for k in range(report.outputs)] if report.outputs else ["value"])
         + [f"autodiff{s}" for s in labels]
         + [f"reference{s}" for s in labels]
         + ["abs_err", "rel_err", "status", "reason"]
@@ -235,7 +237,7 @@ def write_csv(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
     for i in range(len(report)):
         writer.writerow(
             [plain_number(v) for v in report.points[i]]
-            + [plain_number(report.values[i])]
+            + [plain_number(v) for v in np.ravel(report.values[i])]
             + [plain_number(x) for x in np.ravel(report.autodiff[i])]
             + [plain_number(x) for x in np.ravel(report.reference[i])]
             + _errors(report, i, "")
@@ -255,7 +257,7 @@ def _element_rows(report: Report, result: PointResult) -> Iterator[tuple]:
     defined = np.isfinite(ref) if result.defined is None else np.ravel(result.defined)
     unknown = np.zeros(ref.shape, bool) if result.unknown is None else np.ravel(result.unknown)
     formulas = np.ravel(np.asarray(report.symbolic, dtype=object))
-    entries = COMMANDS[report.command].entries(report.variables)
+    entries = COMMANDS[report.command].entries(report.variables, report.outputs)
     for entry, a, r, formula, d, u in zip(entries, auto, ref, formulas, defined, unknown):
         yield entry.label, entry.group, float(a), float(r), str(formula), bool(d), bool(u)
 
@@ -266,7 +268,9 @@ def _point_table(report: Report, result: PointResult):
     from rich.text import Text
 
     where = ", ".join(f"{k}={short_number(v)}" for k, v in result.point.items()) or "(no variables)"
-    title = Text.assemble(("at ", "dim"), where, ("  f = ", "dim"), short_number(result.value))
+    value = np.ravel(result.value)
+    shown = short_number(value[0]) if not report.outputs else f"({', '.join(map(short_number, value))})"
+    title = Text.assemble(("at ", "dim"), where, ("  f = ", "dim"), shown)
     for name, value in result.aux.items():
         title.append_text(Text.assemble((f"  {name} = ", "dim"), short_number(value)))
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False,
@@ -372,6 +376,8 @@ def write_table(report: Report, out: IO[str], layout: Layout = Layout()) -> None
     if report.tangent is not None:
         tangent = ", ".join(f"{v}={short_number(t)}" for v, t in zip(report.variables, report.tangent))
         con.print(Text.assemble(("tangent t: ", "dim"), tangent))
+    if report.cotangent is not None:
+        con.print(Text.assemble(("cotangent c: ", "dim"), ", ".join(map(short_number, report.cotangent))))
     if layout.summary or len(report) > TABLE_POINTS:
         con.print()
         con.print(_summary_table(report))

@@ -19,10 +19,10 @@ from diffcli.commands import COMMANDS, Exit
 from diffcli.verdict import MISMATCH, STATUSES, UNDEFINED, UNKNOWN, Tolerance, Verdict, Verdicts
 
 
-def quantity_shape(command: str, n: int) -> tuple[int, ...]:
-    """One point's answer (spelled out by the command table: the shape of an empty list of
-    formulas would lose an axis at n = 0)."""
-    return COMMANDS[command].shape(n)
+def quantity_shape(command: str, n: int, m: int = 0) -> tuple[int, ...]:
+    """One point's answer, for n variables and m outputs (0: a scalar EXPR), spelled out by
+    the command table (the shape of an empty list of formulas would lose an axis at n = 0)."""
+    return COMMANDS[command].shape(n, m)
 
 
 @dataclass
@@ -57,11 +57,25 @@ class Reference:
     def rows(self, mask: np.ndarray) -> Reference:
         return Reference(self.formulas, *(getattr(self, name)[mask] for name in self._ROWS))
 
+    @classmethod
+    def stack(cls, parts: list[Reference], labels: list[str]) -> Reference:
+        """The components' references as one, the component axis first after the points';
+        a point's reason is its first component's that has one, labelled with the component."""
+        reasons = np.full(parts[0].reasons.shape, None, dtype=object)
+        for part, label in zip(parts, labels):
+            fill = np.array([r is not None for r in part.reasons], dtype=bool) & np.equal(reasons, None)
+            reasons[fill] = [f"{label}: {r}" if label else r for r in part.reasons[fill]]
+        return cls(
+            [part.formulas for part in parts], np.stack([p.values for p in parts], axis=1),
+            np.stack([p.defined for p in parts], axis=1), np.stack([p.unknown for p in parts], axis=1),
+            reasons, np.logical_and.reduce([p.exact for p in parts]),
+        )  # fmt: skip
+
 
 @dataclass
 class PointResult:
     point: dict[str, float]
-    value: float  # torch's value of the expression (the primal, for jvp)
+    value: float | np.ndarray  # torch's value of the expression (m values for a vector EXPR; the primal, for jvp)
     autodiff: np.ndarray  # torch's answer
     reference: np.ndarray  # the true answer at the point (see diffcli.reference)
     verdict: Verdict
@@ -132,7 +146,7 @@ class Report:
     variables: tuple[str, ...]
     symbolic: Any  # the reference formula(s) as strings, in the quantity's shape
     points: np.ndarray  # (P, n)
-    values: np.ndarray  # (P,)
+    values: np.ndarray  # (P,), or (P, m) for a vector EXPR
     autodiff: np.ndarray  # (P, *shape)
     reference: np.ndarray  # (P, *shape)
     verdicts: Verdicts
@@ -143,6 +157,8 @@ class Report:
     tangent: tuple[float, ...] | None = None
     exact_rows: int = 0  # the first rows' reference is from 30 digits, the rest float64 where it can be trusted
     by_hand: int = 0  # the first rows were given by hand, the rest generated
+    outputs: int = 0  # components of a vector EXPR; 0 for a scalar one
+    cotangent: tuple[float, ...] | None = None
     aux: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (P,)
     streamed: Summary | None = None  # set when only the summary was kept (the arrays are empty)
     defined: np.ndarray | None = None  # (P, *shape): which reference elements exist (default: the finite ones)
@@ -168,7 +184,7 @@ class Report:
     def result(self, i: int) -> PointResult:
         return PointResult(
             point={v: float(c) for v, c in zip(self.variables, self.points[i])},
-            value=float(self.values[i]),
+            value=self.values[i] if self.outputs else float(self.values[i]),
             autodiff=self.autodiff[i],
             reference=self.reference[i],
             verdict=self.verdicts[i],

@@ -13,11 +13,12 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffcli.commands import COMMANDS
+from diffcli.commands import COMMANDS, MODES
 from diffcli.errors import DiffcliError, plural
 
-_CASE_KEYS = {"name", "expr", "vars", "let", "at", "sample", "tangent", "expect", "checks", "rtol", "atol"}
-_DEFAULT_KEYS = {"checks", "rtol", "atol"}
+_CASE_KEYS = {"name", "expr", "vars", "let", "at", "sample", "tangent", "cotangent", "mode", "expect", "checks",
+              "rtol", "atol"}  # fmt: skip
+_DEFAULT_KEYS = {"checks", "rtol", "atol", "mode"}
 _SAMPLE_KEYS = {"box", "n", "seed"}
 
 #: Points a case's `sample` draws when it gives no `n`.
@@ -35,6 +36,8 @@ class Case:
     at: list[Any] = field(default_factory=list)
     sample: dict[str, Any] | None = None
     tangent: Any = None
+    cotangent: Any = None
+    mode: str = "auto"
     expect: dict[str, list] = field(default_factory=dict)
     checks: tuple[str, ...] | None = None
     rtol: float | None = None
@@ -144,14 +147,15 @@ def _case(raw: Any, defaults: dict, file: str, position: int) -> Case:
         case.at = [_point_table(where, f"at[{i}]", p) for i, p in enumerate(raw["at"])]
     if "sample" in raw:
         case.sample = _sample(where, raw["sample"])
-    if "tangent" in raw:
-        tangent = raw["tangent"]
-        if isinstance(tangent, list):
-            for t in tangent:
-                _number_or_text(where, "tangent", t)
-        else:
-            _point_table(where, "tangent", tangent)
-        case.tangent = tangent
+    for key in ("tangent", "cotangent"):
+        if key in raw:
+            vector = raw[key]
+            if isinstance(vector, list):
+                for t in vector:
+                    _number_or_text(where, key, t)
+            else:
+                _point_table(where, key, vector)
+            setattr(case, key, vector)
     if "expect" in raw:
         _expect_type(where, "expect", raw["expect"], "table")
         for check, values in raw["expect"].items():
@@ -165,7 +169,11 @@ def _case(raw: Any, defaults: dict, file: str, position: int) -> Case:
                 if not _numbers(value):
                     raise CaseError(f"{where}: 'expect.{check}[{i}]' must be a number or an array of numbers")
         case.expect = dict(raw["expect"])
-    merged = {**defaults, **{k: raw[k] for k in ("checks", "rtol", "atol") if k in raw}}
+    merged = {**defaults, **{k: raw[k] for k in _DEFAULT_KEYS if k in raw}}
+    if "mode" in merged:
+        if merged["mode"] not in MODES:
+            raise CaseError(f"{where}: 'mode' must be one of {', '.join(MODES)}")
+        case.mode = merged["mode"]
     if "checks" in merged:
         case.checks = _checks(where, merged["checks"])
     for key in ("rtol", "atol"):

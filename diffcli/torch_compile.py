@@ -147,6 +147,8 @@ class _Evaluation:
             return self._select([(value, cond), (other, None)])
         if node.op == "Piecewise":
             return self._select(list(zip(node.args[::2], node.args[1::2])))
+        if node.op == "Vector":  # (m, ...): the components, broadcast to one shape
+            return torch.stack(torch.broadcast_tensors(*(self.value(a) for a in node.args)))
         if node.op in CHAINS:
             return fold_chain(node, [self.value(a) for a in node.args], TORCH)
         if node.op == "Pow" and node.args[1] in self.exponents:

@@ -41,3 +41,9 @@ diffcli grad "-x sin(x)" --at x=1                              # exit 0
 # log1p and expm1 are accurate near 0, where log(1 + x) has no digits left.
 diffcli value "log1p(x)/x" --at x=1e-12                        # exit 0
 diffcli value "log(1 + x)/x" --at x=1e-12                      # exit 1
+
+# Vector-valued expressions: the Jacobian of polar coordinates, and c·J for a cotangent c.
+diffcli jacobian "[r cos(t), r sin(t)]" --at r=2,t=0.5            # exit 0
+diffcli vjp "[x y, x + y]" --at x=1,y=2 --cotangent 1,-1          # exit 0
+# Reverse mode spreads f₂'s infinite derivative at 0 into f₁'s row (NaN): a mismatch.
+diffcli jacobian "[x y, sqrt(x)]" --at x=0,y=1 --mode reverse     # exit 1

@@ -50,6 +50,18 @@ def test_compiled_engine_agrees_with_autograd(small_chunks, command):
 
 
 @needs_compiler
+@pytest.mark.parametrize(("command", "options"), [("jacobian", {"mode": "reverse"}), ("jacobian", {"mode": "forward"}),
+                                                  ("vjp", {"cotangent": "2,-1,0.5"})])  # fmt: skip
+def test_compiled_engine_agrees_with_autograd_on_a_vector(small_chunks, command, options):
+    text = "[x y, sin(x) - y^2, atan2(y, 2 + x)]"
+    compiled = autodiff.compute(prepare(command, text, grid=GRID, engine="compiled", **options))
+    eager = autodiff.compute(prepare(command, text, grid=GRID, **options))
+    for a, b in zip(compiled[:2], eager[:2], strict=True):
+        assert a.shape == b.shape and a.shape[0] == 63
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-300)
+
+
+@needs_compiler
 def test_compiled_engine_values_by_hand():
     # d/dx and d/dy of x**2*sin(y) + exp(x*y)/(1+y**2) at (1, 0): (0, 1 + 1) and the value 1
     report = check("grad", "x**2*sin(y) + exp(x*y)/(1+y**2)", ["x=1,y=0"], engine="compiled")
@@ -77,9 +89,13 @@ def test_compiled_engine_on_the_command_line():
 
 
 def test_chunk_sizes():
-    assert autodiff.points_per_chunk("grad", 2, 0, 8) == autodiff.CHUNK
-    # a Hessian of 50 variables: 2 + 2500 + 1 numbers a point, 64 MiB of them at most
-    assert autodiff.points_per_chunk("hessian", 50, 1, 8) == 2048
+    from diffcli.check import prepare
+
+    assert autodiff.points_per_chunk(prepare("grad", "x y", ["x=1,y=2"]), 8) == autodiff.CHUNK
+    # a Hessian of 50 variables: 50 + 1 + 2500 + 1 numbers a point, 64 MiB of them at most
+    names = [f"x{i}" for i in range(50)]
+    many = prepare("hessian", " + ".join(names) + " + a", [",".join(f"{v}=1" for v in names)], let={"a": "x0"})
+    assert autodiff.points_per_chunk(many, 8) == 2048
     engine = autodiff._Inductor("grad", None, None, limit=autodiff.CHUNK)
     assert engine._chunk_for(1) == 1  # a one-liner is not padded to a big chunk
     assert engine._chunk_for(1000) == 1024 and engine._chunk_for(10**6) == autodiff.CHUNK

@@ -95,7 +95,7 @@ def test_listed_names_override_constants_and_functions():
         ("x // 2", "operator is not allowed", 0),
         ("x @ y", "operator is not allowed", 0),
         ("sin", "'sin' is a function", 0),
-        ("[x]", "lists", 0),
+        ("[x]", "a vector [f1, f2, ...] is only allowed as the whole expression", 0),
         ("", "empty", 0),
         ("(x := 1)", "assignment", 1),
         ("x if x else y", "expected a condition", 5),

@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 EXPR = "x**2*sin(y) + exp(x*y)/(1+y**2)"
+VECTOR = "[x**2*sin(y), exp(x*y)/(1+y**2), x - y]"  # 3 outputs, 2 variables
 GRID = ["--grid", "x=-2:2:1000", "--grid", "y=-2:2:1000"]
 rows: list[tuple[str, str, str, str]] = []
 
@@ -57,7 +58,9 @@ def record(target: str, measured: float, bound: float, unit: str = "x") -> None:
 
 def help_start_up(repeats: int) -> None:
     commands = {"floor": [PY, "-c", "import click, rich"]}
-    for args in (["--help"], ["--version"], *[[c, "--help"] for c in ("value", "grad", "hessian", "jvp", "batch")]):
+    from diffcli.commands import COMMANDS
+
+    for args in (["--help"], ["--version"], *[[c, "--help"] for c in (*COMMANDS, "batch")]):
         commands[" ".join(args)] = diffcli(*args)
     times = interleaved(commands, repeats)
     worst = max(v for k, v in times.items() if k != "floor")
@@ -72,9 +75,12 @@ def one_liners(repeats: int) -> None:
     commands = {"floor": [PY, "-c", "import torch, sympy"]}
     for command in ("value", "grad", "hessian", "jvp"):
         commands[command] = diffcli(command, EXPR, "--at", "x=1,y=2", "--format", "json")
+    for command in ("jacobian", "vjp"):
+        commands[command] = diffcli(command, VECTOR, "--at", "x=1,y=2", "--format", "json")
     times = interleaved(commands, repeats)
-    for command in ("value", "grad", "hessian", "jvp"):
-        record(f"2. one-liner `{command}` vs `import torch, sympy`", times[command] / times["floor"], 1.15)
+    for command in [c for c in commands if c != "floor"]:
+        what = f"`{command}`" + (" of a 3-vector" if command in ("jacobian", "vjp") else "")
+        record(f"2. one-liner {what} vs `import torch, sympy`", times[command] / times["floor"], 1.15)
 
 
 FLOOR_GRID = """
@@ -95,15 +101,25 @@ def grids(repeats: int) -> None:
         grad_floor.write_text(FLOOR_GRID.format(what="grad", formula="[f.diff(v) for v in (x, y)]"))
         hess_floor = Path(tmp, "hess.py")
         hess_floor.write_text(FLOOR_GRID.format(what="hess", formula="[f.diff(a, b) for a in (x, y) for b in (x, y)]"))
+        jacobian_floor = Path(tmp, "jacobian.py")
+        jacobian_floor.write_text(
+            FLOOR_GRID.replace("f = x**2*sympy.sin(y) + sympy.exp(x*y)/(1 + y**2)",
+                               "f = [x**2*sympy.sin(y), sympy.exp(x*y)/(1 + y**2), x - y]")
+            .format(what="jacobian", formula="[[c.diff(v) for v in (x, y)] for c in f]")
+        )  # fmt: skip
         commands = {
             "grad floor": [PY, str(grad_floor)],
             "hessian floor": [PY, str(hess_floor)],
+            "jacobian floor": [PY, str(jacobian_floor)],
             "grad": diffcli("grad", EXPR, *GRID, "--summary", "--format", "json"),
             "hessian": diffcli("hessian", EXPR, *GRID, "--summary", "--format", "json"),
+            "jacobian": diffcli("jacobian", VECTOR, *GRID, "--summary", "--format", "json"),
         }
         times = interleaved(commands, repeats)
     record("3. 10^6-point grad grid vs lambdified-gradient floor", times["grad"] / times["grad floor"], 1.5)
     record("3. 10^6-point hessian grid vs the same kind of floor", times["hessian"] / times["hessian floor"], 2.0)
+    record("3. 10^6-point jacobian grid (3 outputs, 2 variables) vs the same kind of floor",
+           times["jacobian"] / times["jacobian floor"], 2.0)  # fmt: skip
 
 
 def batch(repeats: int) -> None:
