@@ -11,20 +11,23 @@ import pytest
 import torch
 
 from diffcli.check import check, prepare, run_summary
+from diffcli.commands import COMMANDS
 
 DEVICE = os.environ.get("DIFFCLI_TEST_DEVICE", "cuda")
 
 pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(), reason="no CUDA device")
 
 EXPR = "x**2*sin(y) + exp(x*y)/(1 + y**2) + (sqrt(x) if x > 0 else -x)"
+VECTOR = f"[{EXPR}, atan2(y, 2 + x), x*y]"
 GRID = {"grid": ["x=-2:2:41", "y=-1:1:21"]}
 
 
 @pytest.mark.parametrize("engine", ["autograd", "func"])
-@pytest.mark.parametrize("command", ["value", "grad", "hessian", "jvp"])
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_the_device_agrees_with_the_cpu(command, engine):
-    on_cpu = check(command, EXPR, engine=engine, **GRID)
-    here = check(command, EXPR, engine=engine, device=DEVICE, **GRID)
+    text = VECTOR if COMMANDS[command].vector else EXPR
+    on_cpu = check(command, text, engine=engine, **GRID)
+    here = check(command, text, engine=engine, device=DEVICE, **GRID)
     assert here.device == DEVICE
     # same formulas, other math libraries: a few ulps apart
     np.testing.assert_allclose(here.autodiff, on_cpu.autodiff, rtol=1e-12, atol=1e-14)
