@@ -246,28 +246,28 @@ def prepare(
     names = _variables([typed, *lets.values()], given, lets)
     points = _points(names, at, grid, sample, n, seed, points_csv, union, limits.max_points)
     points = _as_dtype(points, dtype, names, "a point has")  # the coordinates as the dtype holds them
-    takes_tangent = "tangent" in row.inputs
-    for given_input, name in ((tangent, "tangent"), (cotangent, "cotangent")):
-        if given_input is not None and name not in row.inputs:
-            users = ", ".join(c for c, spec in COMMANDS.items() if name in spec.inputs)
-            raise DiffcliError(f"--{name} only applies to {users}")
+    slots = tuple(f"f{i + 1}" for i in range(outputs)) if outputs else ("f",)
+    direction = _direction(row, "tangent", tangent, names, "variable", union, dtype)
+    weights = _direction(row, "cotangent", cotangent, slots, "component", union, dtype)
     by_hand = min(_by_hand(at, grid, sample, points_csv, union), points.shape[0])
-    direction = None
-    if takes_tangent:
-        option = "tangent" if union else "--tangent"  # a suite case's key, or the command line's option
-        raw = resolve_point(tangent, names, option) if tangent is not None else (1.0,) * len(names)
-        direction = tuple(_as_dtype(np.array([raw], dtype=np.float64), dtype, names, f"{option} has")[0].tolist())
-    weights = None
-    if "cotangent" in row.inputs:
-        option = "cotangent" if union else "--cotangent"
-        slots = tuple(f"f{i + 1}" for i in range(outputs)) if outputs else ("f",)
-        raw = resolve_point(cotangent, slots, option, "component") if cotangent is not None else (1.0,) * len(slots)
-        weights = tuple(_as_dtype(np.array([raw], dtype=np.float64), dtype, slots, f"{option} has")[0].tolist())
     return Request(
         command, tree, names, points, direction, tolerance_for(dtype, rtol, atol), dtype, device,
         expression=str(typed), exact_rows=_exact_rows(precise, points.shape[0], by_hand), by_hand=by_hand,
         aux=lets, engine=engine, outputs=outputs, cotangent=weights, mode=mode,
     )  # fmt: skip
+
+
+def _direction(row, key: str, spec, slots, noun: str, union: bool, dtype: str) -> tuple[float, ...] | None:
+    """A tangent (one value per variable) or cotangent (one per component) if the command
+    takes it (default all ones), as the dtype holds it; None if it does not (given anyway: an error)."""
+    if key not in row.inputs:
+        if spec is not None:
+            users = ", ".join(c for c, other in COMMANDS.items() if key in other.inputs)
+            raise DiffcliError(f"--{key} only applies to {users}")
+        return None
+    option = key if union else f"--{key}"  # a suite case's key, or the command line's option
+    raw = resolve_point(spec, slots, option, noun) if spec is not None else (1.0,) * len(slots)
+    return tuple(_as_dtype(np.array([raw], dtype=np.float64), dtype, slots, f"{option} has")[0].tolist())
 
 
 def _as_dtype(values: np.ndarray, dtype: str, names: Sequence[str], what: str) -> np.ndarray:
