@@ -83,7 +83,7 @@ class Record:
             return self.error.splitlines()[0]
         if not self.expect_failures:
             if self.status in (UNDEFINED, UNKNOWN):
-                return next(iter(self.report.summary()["reasons"]), "")
+                return self.report.top_reason() or ""
             return ""
         first = self.expect_failures[0]
         point = ",".join(f"{k}={v:g}" for k, v in first["point"].items())

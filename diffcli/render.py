@@ -488,8 +488,7 @@ def junit_xml(records, seconds: float) -> str:
 
 
 def _top_reason(report: Report) -> str:
-    reasons = report.summary()["reasons"]
-    return next(iter(reasons), "no reason recorded")
+    return report.top_reason() or "no reason recorded"
 
 
 def write_atomically(path: str, text: str) -> None:

@@ -210,6 +210,10 @@ class Report:
         # Counts only: the summary's search for the largest errors is not needed here.
         return dict(self.streamed.counts) if self.streamed is not None else status_counts(self.verdicts.status)
 
+    def top_reason(self) -> str | None:
+        """The most frequent reason a point is undefined or unknown, if any."""
+        return next(iter(self.summary()["reasons"]), None)
+
     def summary(self) -> dict[str, Any]:
         """Counts per status and where the largest errors occur."""
         if self.streamed is not None:
