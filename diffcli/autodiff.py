@@ -78,7 +78,8 @@ class Inputs:
 
 
 def jacobian_mode(mode: str, m: int, n: int) -> str:
-    """ "auto": one reverse pass per output, or one forward pass per variable, whichever is fewer."""
+    """The mode to use: "auto" takes one reverse pass per output or one forward pass per variable,
+    whichever is fewer."""
     return mode if mode != "auto" else ("reverse" if max(m, 1) <= n else "forward")
 
 
