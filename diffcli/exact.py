@@ -36,7 +36,8 @@ import numpy as np
 
 from diffcli.commands import COMMANDS
 from diffcli.expr import CHAINS, COMPARISONS, Node, short_text
-from diffcli.parser import expand
+from diffcli.language import DEFINITIONS
+from diffcli.parser import definition
 from diffcli.taylor import (
     COEFFICIENTS,
     DIGIT_BITS,
@@ -411,6 +412,8 @@ class Evaluator:
 
     def _evaluate(self, node: Node):
         op, alg, ar = node.op, self.alg, self.ar
+        if op in DEFINITIONS:  # log1p(x) as log(1 + x): its definition, evaluated exactly
+            return self(definition(node))
         if op == "num":
             return alg.constant(ar.exact(_number(node.text)))
         if op == "var":
@@ -992,7 +995,6 @@ def _accurate(values: list) -> int:
 
 def answer(tree: Node, variables: Sequence[str], point: Sequence[float], command: str, tangent=None) -> Answer:
     """The reference of ``command`` at one point (see the module's docstring)."""
-    tree = expand(tree)
     n = len(variables)
     shape = COMMANDS[command].shape(n, 0)  # (components of a vector are answered one by one)
     size = int(np.prod(shape)) if shape else 1

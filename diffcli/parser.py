@@ -616,6 +616,11 @@ def _definition(name: str) -> Node:
     return parse_expression(DEFINITIONS[name], ("a", "b"))
 
 
+def definition(node: Node) -> Node:
+    """A call of a function of :data:`DEFINITIONS` as its definition, of the same arguments."""
+    return substitute(_definition(node.op), dict(zip("ab", node.args)))
+
+
 def expand(tree: Node) -> Node:
     """The tree with every function of :data:`DEFINITIONS` replaced by its definition, for
     the references (SymPy and the exact one); torch computes those functions itself."""
@@ -625,7 +630,7 @@ def expand(tree: Node) -> Node:
         if node not in memo:
             args = tuple(walk(a) for a in node.args)
             if node.op in DEFINITIONS:
-                memo[node] = substitute(_definition(node.op), dict(zip("ab", args)))
+                memo[node] = definition(Node(node.op, args))
             else:
                 memo[node] = node if args == node.args else Node(node.op, args, node.text, node.span)
         return memo[node]
