@@ -23,6 +23,7 @@ import numpy as np
 
 from diffcli.commands import COMMANDS, TABLE_POINTS
 from diffcli.errors import DiffcliError, plural
+from diffcli.limits import PRECISE_POINTS
 from diffcli.report import PointResult, Report
 from diffcli.verdict import MISMATCH, OK, STATUSES, UNDEFINED, UNKNOWN, judge, worst
 
@@ -399,8 +400,6 @@ def write_table(report: Report, out: IO[str], layout: Layout = Layout()) -> None
 
 def _float64_footer(report: Report) -> str:
     """Which points had the float64 reference: generated ones, or (past PRECISE_POINTS) hand-given ones."""
-    from diffcli.limits import PRECISE_POINTS
-
     recomputed = f", 30 digits at {report.recomputed} of them" if report.recomputed else ""
     if report.by_hand >= len(report):
         where = f"at these {plural(len(report), 'point')} given by hand (more than {PRECISE_POINTS})"
