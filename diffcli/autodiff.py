@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -67,14 +68,16 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass(frozen=True)
 class Inputs:
-    """What a command needs besides the points: the JVP's tangent (n,), the VJP's cotangent
-    (max(m, 1),), the number of outputs m of a vector EXPR (0: a scalar one) and the
-    Jacobian's mode (see :func:`jacobian_mode`)."""
+    """What a command needs besides the points: the tangent (n,) of jvp and taylor, the VJP's
+    cotangent (max(m, 1),), the number of outputs m of a vector EXPR (0: a scalar one), the
+    Jacobian's mode (see :func:`jacobian_mode`), diff's variables and taylor's order."""
 
     tangent: torch.Tensor | None = None
     cotangent: torch.Tensor | None = None
     outputs: int = 0
     mode: str = "reverse"
+    wrt: tuple[int, ...] = ()  # diff: the variables' indices, in the order they are differentiated by
+    order: int = 0  # taylor
 
 
 def jacobian_mode(mode: str, m: int, n: int) -> str:
@@ -150,9 +153,117 @@ def _func_vjp(f, inputs: Inputs):
     return run
 
 
+# -- derivatives of higher order: nested passes ------------------------------------------
+
+#: A nested derivative whose remaining orders would take longer than this (projected from
+#: the orders done) is refused: each order of nested autodiff costs a few times the one
+#: before (see the README's "Derivatives of any order").
+NESTED_SECONDS = 60.0
+
+
+class Nesting:
+    """Times the orders of a nested derivative and stops one whose remaining orders would
+    take more than :data:`NESTED_SECONDS`, with an error that says how far it can go."""
+
+    #: Orders faster than this say little about the growth (timer noise, warm-up).
+    NOISE = 0.05
+
+    def __init__(self, command: str, orders: int):
+        self.command, self.orders, self.times = command, orders, []
+        self.start = time.perf_counter()
+
+    def done(self, order: int) -> None:
+        now = time.perf_counter()
+        took, self.start = now - self.start, now
+        self.times.append(took)
+        if order >= self.orders or len(self.times) < 2 or min(self.times[-2:]) < self.NOISE:
+            return  # (a one-off cost, such as a lazy import, is not growth)
+        growth = max(took / self.times[-2], 1.0)
+        projected, reachable = 0.0, order
+        for k in range(1, self.orders - order + 1):
+            projected += took * growth**k
+            if projected <= NESTED_SECONDS:
+                reachable = order + k
+        if projected > NESTED_SECONDS:
+            raise DiffcliError(
+                f"{self.command}: order {self.orders} is beyond what torch's nested autodiff can do in reasonable "
+                f"time here: each order costs about {growth:.1f} times the one before (order {order} took "
+                f"{took:.2g} s), so the rest would take about {_duration(projected)}; ask for order {reachable} or "
+                "less"
+            )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.2g} days"
+
+
+def _func_diff(f, inputs: Inputs):
+    """Forward over reverse: the first derivative by a reverse pass (torch.func.grad), each
+    further one by a forward pass (torch.func.jvp) along its variable's axis."""
+    from torch import func
+
+    def run(x):
+        value, aux = f(x)
+        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+        parts = []
+        for c in range(max(inputs.outputs, 1)):
+            nesting = Nesting("diff", len(inputs.wrt))
+            g = _component(f, c, inputs.outputs)
+            for level, i in enumerate(inputs.wrt, start=1):
+                if level == 1:
+                    g = functools.partial(lambda h, i, x: func.grad(h)(x)[i], g, i)
+                else:
+                    g = functools.partial(lambda h, e, x: func.jvp(h, (x,), (e,))[1], g, eye[i])
+                derivative = g(x)  # each order computed as it comes, to stop a hopeless one early
+                nesting.done(level)
+            parts.append(derivative)
+        return value, parts[0] if not inputs.outputs else torch.stack(parts), aux
+
+    return run
+
+
+def _component(f, c: int, m: int):
+    """The scalar function of component c (of f's value: a scalar, or m components)."""
+    return (lambda x: f(x)[0]) if not m else (lambda x: f(x)[0][c])
+
+
+def _func_taylor(f, inputs: Inputs):
+    """jvp of jvp: s -> f(x + s t) differentiated N times by nested torch.func.jvp, each
+    level returning the derivatives of every lower order too."""
+    from torch import func
+
+    def run(x):
+        value, aux = f(x)
+
+        def deeper(h):
+            def g(s):
+                lower, higher = func.jvp(h, (s,), (torch.ones_like(s),))
+                return (*lower, higher[-1])
+
+            return g
+
+        s = x.new_zeros(())
+        h, derivatives = (lambda s: (f(x + s * inputs.tangent)[0],)), (value,)
+        nesting = Nesting("taylor", inputs.order)
+        for k in range(1, inputs.order + 1):
+            h = deeper(h)
+            derivatives = h(s)  # each order computed as it comes, to stop a hopeless one early
+            nesting.done(k)
+        coefficients = [torch.broadcast_to(d, value.shape) / math.factorial(k) for k, d in enumerate(derivatives)]
+        return value, torch.stack(coefficients, dim=-1), aux
+
+    return run
+
+
 #: torch.func, per command: (f, inputs) -> the per-point function returning (value, quantity, aux).
 FUNC = {"value": _func_value, "grad": _func_grad, "hessian": _func_hessian, "jvp": _func_jvp,
-        "jacobian": _func_jacobian, "vjp": _func_vjp}  # fmt: skip
+        "jacobian": _func_jacobian, "vjp": _func_vjp, "diff": _func_diff, "taylor": _func_taylor}  # fmt: skip
 
 
 def transform(command: str, f, inputs: Inputs):
@@ -268,9 +379,46 @@ def _autograd_vjp(f, columns: torch.Tensor, inputs: Inputs):
     return _points_first(value, m), _stacked([_filled(g, size, columns) for g in grads], size, columns), aux
 
 
+def _nested_reverse(y: torch.Tensor, leaves: list, command: str, columns: torch.Tensor) -> list[torch.Tensor]:
+    """y and its derivatives by ``leaves`` in turn (each one reverse pass through the graph
+    of the one before), as (P,) tensors."""
+    size = columns.shape[1]
+    nesting = Nesting(command, len(leaves))
+    d, out = y, [_filled(y, size, columns)]
+    for level, x in enumerate(leaves, start=1):
+        (d,) = _derivatives(d, [x], create_graph=level < len(leaves), retain=True)
+        nesting.done(level)
+        out.append(_filled(d, size, columns))
+    return out
+
+
+def _autograd_diff(f, columns: torch.Tensor, inputs: Inputs):
+    m = inputs.outputs
+    value, xs, aux = _with_graph(f, columns, m)
+    leaves = [xs[i] for i in inputs.wrt]
+    parts = [_nested_reverse(y, leaves, "diff", columns)[-1] for y in ([value] if not m else list(value))]
+    return _points_first(value, m), parts[0] if not m else torch.stack(parts, dim=1), aux
+
+
+def _autograd_taylor(f, columns: torch.Tensor, inputs: Inputs):
+    """s -> f(x + s t) differentiated N times in s by nested reverse passes (s is one leaf
+    per point; each point's f depends only on its own s)."""
+    size, m = columns.shape[1], inputs.outputs
+    s = columns.new_zeros(size).requires_grad_(True)
+    out, aux = f.of_columns([c + s * t for c, t in zip(columns, inputs.tangent)])
+    value = _outputs(out, size, m)
+    aux = {k: _filled(a, size, columns) for k, a in aux.items()}
+    factorials = torch.tensor([math.factorial(k) for k in range(inputs.order + 1)], dtype=columns.dtype,
+                              device=columns.device)  # fmt: skip
+    series = [torch.stack(_nested_reverse(y, [s] * inputs.order, "taylor", columns)).T / factorials
+              for y in ([value] if not m else list(value))]  # fmt: skip
+    return _points_first(value, m), series[0] if not m else torch.stack(series, dim=1), aux
+
+
 #: Batched torch.autograd, per command: (f, columns (n, P), inputs) -> (value, quantity, aux).
 AUTOGRAD = {"value": _autograd_value, "grad": _autograd_grad, "hessian": _autograd_hessian, "jvp": _autograd_jvp,
-            "jacobian": _autograd_jacobian, "vjp": _autograd_vjp}  # fmt: skip
+            "jacobian": _autograd_jacobian, "vjp": _autograd_vjp, "diff": _autograd_diff,
+            "taylor": _autograd_taylor}  # fmt: skip
 
 
 def _with_autograd(command: str, f, columns: torch.Tensor, inputs: Inputs):
@@ -315,7 +463,7 @@ def points_per_chunk(request: Request, itemsize: int) -> int:
     """A power of two, at most :data:`CHUNK` and :data:`CHUNK_BYTES` of coordinates and outputs."""
     n, m = len(request.variables), request.outputs
     # coordinates, value(s), quantity, aux
-    per_point = n + max(m, 1) + math.prod(quantity_shape(request.command, n, m)) + len(request.aux)
+    per_point = n + max(m, 1) + math.prod(quantity_shape(request.command, n, m, request.extra)) + len(request.aux)
     most = min(CHUNK, max(CHUNK_BYTES // (per_point * itemsize), 1))
     return 1 << (most.bit_length() - 1)
 
@@ -369,16 +517,18 @@ def _compiled(command, tree, variables, dtype, device, aux, vectors, chunk) -> _
     return _Inductor(command, f, _inputs(*vectors, dtype, device), chunk)
 
 
-def _inputs(tangent, cotangent, outputs: int, mode: str, n: int, dtype, device) -> Inputs:
+def _inputs(tangent, cotangent, outputs: int, mode: str, n: int, wrt, order, dtype, device) -> Inputs:
     def tensor(values):
         return None if values is None else torch.tensor(values, dtype=dtype, device=device)
 
-    return Inputs(tensor(tangent), tensor(cotangent), outputs, jacobian_mode(mode, outputs, n))
+    return Inputs(tensor(tangent), tensor(cotangent), outputs, jacobian_mode(mode, outputs, n), wrt, order or 0)
 
 
 def _engine(request: Request, dtype: torch.dtype, device: torch.device, chunk: int = CHUNK):
     """A callable: (n, P) columns -> (values, quantity, aux) for the request's engine."""
-    vectors = (request.tangent, request.cotangent, request.outputs, request.mode, len(request.variables))
+    wrt = tuple(request.variables.index(v) for v in request.wrt)
+    vectors = (request.tangent, request.cotangent, request.outputs, request.mode, len(request.variables), wrt,
+               request.order)  # fmt: skip
     if request.engine == "compiled":
         key = (request.command, request.tree, tuple(request.variables), dtype, device, tuple(request.aux.items()))
         return _compiled(*key, vectors, chunk)

@@ -21,7 +21,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffcli.commands import COMMANDS, DTYPES, ENGINES, MODES, SAMPLES, component
+from diffcli.commands import (
+    COMMANDS,
+    DIFF_ORDERS,
+    DTYPES,
+    ENGINES,
+    MODES,
+    NONE,
+    SAMPLES,
+    TAYLOR_ORDER,
+    TAYLOR_ORDERS,
+    Extra,
+    component,
+)
 from diffcli.errors import DiffcliError, ParseError
 from diffcli.expr import Node, substitute
 from diffcli.limits import DEFAULT, PRECISE_POINTS, Limits
@@ -51,6 +63,13 @@ class Request:
     outputs: int = 0  # components of a vector EXPR (tree is a Vector node); 0 for a scalar one
     cotangent: tuple[float, ...] | None = None  # vjp: one weight per output
     mode: str = "auto"  # jacobian: one of MODES
+    wrt: tuple[str, ...] = ()  # diff: the variables to differentiate by, in order
+    order: int | None = None  # taylor
+
+    @property
+    def extra(self) -> Extra:
+        """What the answer depends on besides the tree and the point (see :class:`Extra`)."""
+        return Extra(self.tangent, self.wrt, self.order or 0)
 
     @property
     def components(self) -> tuple[Node, ...]:
@@ -220,6 +239,8 @@ def prepare(
     engine: str = "autograd",
     cotangent: PointSpec | None = None,
     mode: str = "auto",
+    wrt: str | Sequence[str] | None = None,
+    order: int | str | None = None,
 ) -> Request:
     """Validate everything; ``union=True`` makes the points `at` followed by `sample` (as in a suite
     case) rather than their product (as on the command line, where --at fixes the other variables)."""
@@ -250,11 +271,68 @@ def prepare(
     direction = _direction(row, "tangent", tangent, names, "variable", union, dtype)
     weights = _direction(row, "cotangent", cotangent, slots, "component", union, dtype)
     by_hand = min(_by_hand(at, grid, sample, points_csv, union), points.shape[0])
+    option = (lambda key: key) if union else (lambda key: f"--{key}")
+    by = _wrt(row, wrt, names, option("wrt"))
+    degree = _order(row, order, option("order"))
     return Request(
         command, tree, names, points, direction, tolerance_for(dtype, rtol, atol), dtype, device,
         expression=str(typed), exact_rows=_exact_rows(precise, points.shape[0], by_hand), by_hand=by_hand,
-        aux=lets, engine=engine, outputs=outputs, cotangent=weights, mode=mode,
+        aux=lets, engine=engine, outputs=outputs, cotangent=weights, mode=mode, wrt=by, order=degree,
     )  # fmt: skip
+
+
+def _users(key: str) -> str:
+    return ", ".join(c for c, other in COMMANDS.items() if key in other.inputs)
+
+
+def _wrt(row, spec: str | Sequence[str] | None, names: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """``x:3,y`` (or a list of such items): the variables to differentiate by, in order,
+    each repeated as often as asked."""
+    if "wrt" not in row.inputs:
+        if spec:
+            raise DiffcliError(f"{option} only applies to {_users('wrt')}")
+        return ()
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        if len(names) == 1:
+            return names
+        example = ",".join(names[:2]) or "x"
+        raise DiffcliError(f"{option}: say which variables to differentiate by, e.g. {option} {example}")
+    items = [i.strip() for i in spec.split(",")] if isinstance(spec, str) else [str(i).strip() for i in spec]
+    low, high = DIFF_ORDERS
+    out: list[str] = []
+    for item in items:
+        name, colon, times = (part.strip() for part in item.partition(":"))
+        name = unicodedata.normalize("NFKC", name)
+        if not name:
+            raise DiffcliError(f"{option}: an empty item in {spec!r} (write x:2,y)")
+        if name not in names:
+            known = ", ".join(names) or "none"
+            raise DiffcliError(f"{option}: '{name}' is not a variable of the expression (its variables: {known}; "
+                               "--vars lists more)")  # fmt: skip
+        count = 1
+        if colon:
+            if not times.isdigit() or not (1 <= int(times) <= high):
+                raise DiffcliError(f"{option}: in '{item}', the count must be a whole number from 1 to {high}")
+            count = int(times)
+        out += [name] * count
+        if len(out) > high:
+            raise DiffcliError(f"{option}: order {len(out)} or more; orders go from {low} to {high}")
+    return tuple(out)
+
+
+def _order(row, spec: int | str | None, option: str) -> int | None:
+    """taylor's order, from 0 to 20 (default 5); None for the other commands."""
+    if "order" not in row.inputs:
+        if spec is not None:
+            raise DiffcliError(f"{option} only applies to {_users('order')}")
+        return None
+    if spec is None:
+        return TAYLOR_ORDER
+    low, high = TAYLOR_ORDERS
+    text = str(spec).strip()
+    if isinstance(spec, bool) or not text.isdigit() or not low <= int(text) <= high:
+        raise DiffcliError(f"{option} must be a whole number from {low} to {high} (got {spec!r})")
+    return int(text)
 
 
 def _direction(row, key: str, spec, slots, noun: str, union: bool, dtype: str) -> tuple[float, ...] | None:
@@ -262,8 +340,7 @@ def _direction(row, key: str, spec, slots, noun: str, union: bool, dtype: str) -
     takes it (default all ones), as the dtype holds it; None if it does not (given anyway: an error)."""
     if key not in row.inputs:
         if spec is not None:
-            users = ", ".join(c for c, other in COMMANDS.items() if key in other.inputs)
-            raise DiffcliError(f"--{key} only applies to {users}")
+            raise DiffcliError(f"--{key} only applies to {_users(key)}")
         return None
     option = key if union else f"--{key}"  # a suite case's key, or the command line's option
     raw = resolve_point(spec, slots, option, noun) if spec is not None else (1.0,) * len(slots)
@@ -326,10 +403,15 @@ def reference_jobs(request: Request) -> list[tuple[Node, str, str]]:
     return [(tree, row.reference, label) for tree, label in zip(trees, labels)]
 
 
+def _extra(request: Request, command: str) -> Extra:
+    """The extra inputs of a reference job's command (none for the grad behind jacobian and vjp)."""
+    return request.extra if command == request.command else NONE
+
+
 def _stacked(request: Request) -> bool:
     """Whether the answers of :func:`reference_jobs` are stacked along a component axis."""
-    row, n = COMMANDS[request.command], len(request.variables)
-    return row.shape(n, request.outputs) != COMMANDS[row.reference].shape(n, 0)
+    row, n, extra = COMMANDS[request.command], len(request.variables), request.extra
+    return row.shape(n, request.outputs, extra) != COMMANDS[row.reference].shape(n, 0, extra)
 
 
 def _combine(request: Request, parts: list) -> Reference:
@@ -350,7 +432,9 @@ class _Together:
 
 def _submit(request: Request, backend):
     futures = [
-        backend.submit_reference(tree, request.variables, command, request.points, request.tangent, request.exact_rows)
+        backend.submit_reference(
+            tree, request.variables, command, request.points, _extra(request, command), request.exact_rows
+        )
         for tree, command, _ in reference_jobs(request)
     ]
     return _Together(request, futures)
@@ -364,7 +448,7 @@ def _judge(request: Request, quantities: np.ndarray, ref, backend) -> Verdicts:
     if not len(doubtful):
         return verdicts
     confirmed = _combine(request, [
-        backend.confirm(tree, request.variables, command, request.points[doubtful], request.tangent)
+        backend.confirm(tree, request.variables, command, request.points[doubtful], _extra(request, command))
         for tree, command, _ in reference_jobs(request)
     ])  # fmt: skip
     done = confirmed.exact
@@ -377,7 +461,8 @@ def _report(request: Request, symbolic, **arrays) -> Report:
     return Report(
         command=request.command, expression=request.expression, variables=request.variables, symbolic=symbolic,
         tolerance=request.tolerance, dtype=request.dtype, device=request.device, engine=request.engine,
-        tangent=request.tangent, outputs=request.outputs, cotangent=request.cotangent,
+        tangent=request.tangent, outputs=request.outputs, cotangent=request.cotangent, wrt=request.wrt,
+        order=request.order,
         exact_rows=request.exact_rows, by_hand=request.by_hand, **arrays,
     )  # fmt: skip
 
@@ -424,7 +509,7 @@ def run_summary(request: Request, progress=None, backend=None) -> Report:
         symbolic = ref.formulas
         if progress is not None:
             progress(min((k + 1) * step, total), total)
-    shape = (0, *quantity_shape(request.command, len(request.variables), request.outputs))
+    shape = (0, *quantity_shape(request.command, len(request.variables), request.outputs, request.extra))
     nothing = Verdicts(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0))
     values = np.zeros((0, request.outputs) if request.outputs else 0)
     return _report(

@@ -19,12 +19,15 @@ from diffcli.commands import (
     COMMANDS,
     DEFAULT_CHECKS,
     DEFAULT_VECTOR_CHECKS,
+    DIFF_ORDERS,
     DTYPES,
     ENGINES,
     FORMATS,
     MODES,
     SAMPLES,
     TABLE_POINTS,
+    TAYLOR_ORDER,
+    TAYLOR_ORDERS,
     TOLERANCES,
     Command,
     Exit,
@@ -288,6 +291,12 @@ INPUT_OPTIONS = {
     "mode": click.option("--mode", type=click.Choice(MODES), default=MODES[0], show_default=True,
                          help="reverse: one backward pass per output; forward: one forward pass per variable; "
                               "auto: whichever is fewer."),
+    "wrt": click.option("--wrt", "-w", metavar="VARS",
+                        help="The variables to differentiate by, in order: x,x,y or x:2,y is d³f/dx²dy "
+                             f"(order {DIFF_ORDERS[0]} to {DIFF_ORDERS[1]}). Default: the only variable."),
+    "order": click.option("--order", type=int, metavar="N",
+                          help=f"The highest coefficient, {TAYLOR_ORDERS[0]} to {TAYLOR_ORDERS[1]}. "
+                               f"Default: {TAYLOR_ORDER}."),
 }  # fmt: skip
 
 

@@ -41,6 +41,20 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Extra:
+    """What a command's answer depends on besides EXPR and the point, as its shape, its
+    labels and its reference need it: the tangent (jvp, taylor), the variables to
+    differentiate by, in order (diff), and the order (taylor). Empty for the other commands."""
+
+    tangent: tuple[float, ...] | None = None
+    wrt: tuple[str, ...] = ()
+    order: int = 0
+
+
+NONE = Extra()
+
+
+@dataclass(frozen=True)
 class Command:
     """A command. ``m`` is the number of outputs of a vector EXPR, 0 for a scalar one."""
 
@@ -48,9 +62,11 @@ class Command:
     title: str  # in a table's heading: "gradient of ..."
     summary: str  # the one-line help
     example: str  # a command line that works
-    shape: Callable[[int, int], tuple[int, ...]]  # one point's result, for n variables and m outputs
-    entries: Callable[[Sequence[str], int], list[Entry]]  # its entries, in row-major order
-    inputs: tuple[str, ...] = ()  # extra inputs the command takes ("tangent", "cotangent", "mode")
+    #: One point's result, for n variables, m outputs and the extra inputs.
+    shape: Callable[[int, int, Extra], tuple[int, ...]]
+    entries: Callable[[Sequence[str], int, Extra], list[Entry]]  # its entries, in row-major order
+    #: Extra inputs the command takes ("tangent", "cotangent", "mode", "wrt", "order").
+    inputs: tuple[str, ...] = ()
     vector: bool = True  # whether EXPR may be a vector
     #: The scalar command the reference computes for each component (or, with
     #: ``combined``, for the cotangent's combination of the components, sum c_i f_i).
@@ -80,36 +96,58 @@ def _each(m: int, suffix: str) -> str:
     return f"[{suffix[:-1]}]" if suffix else ""
 
 
-def _partial(f: str, a: str, b: str) -> str:
-    return f"∂²{f}/∂{a}²" if a == b else f"∂²{f}/∂{a}∂{b}"
-
-
-def _value_entries(names: Sequence[str], m: int) -> list[Entry]:
+def _value_entries(names: Sequence[str], m: int, extra: Extra) -> list[Entry]:
     return [Entry(f, _each(m, k)) for f, k in _components(m)]
 
 
-def _grad_entries(names: Sequence[str], m: int) -> list[Entry]:
+def _grad_entries(names: Sequence[str], m: int, extra: Extra) -> list[Entry]:
     return [Entry(f"∂f/∂{v}", f"[{v}]") for v in names]
 
 
-def _hessian_entries(names: Sequence[str], m: int) -> list[Entry]:
+def _hessian_entries(names: Sequence[str], m: int, extra: Extra) -> list[Entry]:
     return [
-        Entry(_partial(f, a, b), f"[{k}{a},{b}]", c * len(names) + i)
+        Entry(partial_label(f, (a, b)), f"[{k}{a},{b}]", c * len(names) + i)
         for c, (f, k) in enumerate(_components(m)) for i, a in enumerate(names) for b in names
     ]  # fmt: skip
 
 
-def _jvp_entries(names: Sequence[str], m: int) -> list[Entry]:
+def _jvp_entries(names: Sequence[str], m: int, extra: Extra) -> list[Entry]:
     return [Entry(f"∂{f}·t", _each(m, k)) for f, k in _components(m)]
 
 
-def _jacobian_entries(names: Sequence[str], m: int) -> list[Entry]:
+def _jacobian_entries(names: Sequence[str], m: int, extra: Extra) -> list[Entry]:
     rows = _components(m) if m else [("f", "1,")]
     return [Entry(f"∂{f}/∂{v}", f"[{k}{v}]", c) for c, (f, k) in enumerate(rows) for v in names]
 
 
-def _vjp_entries(names: Sequence[str], m: int) -> list[Entry]:
+def _vjp_entries(names: Sequence[str], m: int, extra: Extra) -> list[Entry]:
     return [Entry(f"c·∂f/∂{v}", f"[{v}]") for v in names]
+
+
+def _superscript(k: int) -> str:
+    return "" if k == 1 else str(k).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+def partial_label(f: str, wrt: Sequence[str]) -> str:
+    """``∂³f/∂x²∂y`` for wrt x, x, y (runs of one variable grouped, in the order given)."""
+    runs: list[list] = []
+    for v in wrt:
+        if runs and runs[-1][0] == v:
+            runs[-1][1] += 1
+        else:
+            runs.append([v, 1])
+    return f"∂{_superscript(len(wrt))}{f}/" + "".join(f"∂{v}{_superscript(k)}" for v, k in runs)
+
+
+def _diff_entries(names: Sequence[str], m: int, extra: Extra) -> list[Entry]:
+    return [Entry(partial_label(f, extra.wrt), _each(m, k)) for f, k in _components(m)]
+
+
+def _taylor_entries(names: Sequence[str], m: int, extra: Extra) -> list[Entry]:
+    return [
+        Entry(f"c{str(j).translate(_SUBSCRIPTS)}" + (f" of {f}" if m else ""), f"[{k}{j}]", c)
+        for c, (f, k) in enumerate(_components(m)) for j in range(extra.order + 1)
+    ]  # fmt: skip
 
 
 COMMANDS: dict[str, Command] = {
@@ -117,32 +155,43 @@ COMMANDS: dict[str, Command] = {
     for c in (
         Command(
             "value", "value", "The value of EXPR at each point.", 'diffcli value "sqrt(x^2 + y^2)" --at x=3,y=4',
-            shape=lambda n, m: (m,) if m else (), entries=_value_entries,
+            shape=lambda n, m, e: (m,) if m else (), entries=_value_entries,
         ),
         Command(
             "grad", "gradient", "The gradient (and value) of EXPR at each point.",
             'diffcli grad "x^2 sin(y)" --at x=1,y=2',
-            shape=lambda n, m: (n,), entries=_grad_entries, vector=False,
+            shape=lambda n, m, e: (n,), entries=_grad_entries, vector=False,
         ),
         Command(
             "hessian", "Hessian", "The Hessian matrix of EXPR (of each component) at each point.",
             'diffcli hessian "x^3 y + exp(y)" --at x=1,y=0',
-            shape=lambda n, m: (m, n, n) if m else (n, n), entries=_hessian_entries,
+            shape=lambda n, m, e: (m, n, n) if m else (n, n), entries=_hessian_entries,
         ),
         Command(
             "jvp", "Jacobian-vector product", "The value and directional derivative of EXPR along --tangent.",
             'diffcli jvp "x^2 sin(y)" --at x=1,y=2 --tangent x=1,y=0',
-            shape=lambda n, m: (m,) if m else (), entries=_jvp_entries, inputs=("tangent",),
+            shape=lambda n, m, e: (m,) if m else (), entries=_jvp_entries, inputs=("tangent",),
         ),
         Command(
             "jacobian", "Jacobian", "The Jacobian matrix of EXPR at each point (m x n; 1 x n for a scalar EXPR).",
             'diffcli jacobian "[r cos(t), r sin(t)]" --at r=2,t=0.5',
-            shape=lambda n, m: (max(m, 1), n), entries=_jacobian_entries, inputs=("mode",), reference="grad",
+            shape=lambda n, m, e: (max(m, 1), n), entries=_jacobian_entries, inputs=("mode",), reference="grad",
         ),
         Command(
             "vjp", "vector-Jacobian product", "The value and the product c·J of --cotangent c and EXPR's Jacobian.",
             'diffcli vjp "[x y, x + y]" --at x=1,y=2 --cotangent 1,-1',
-            shape=lambda n, m: (n,), entries=_vjp_entries, inputs=("cotangent",), reference="grad", combined=True,
+            shape=lambda n, m, e: (n,), entries=_vjp_entries, inputs=("cotangent",), reference="grad", combined=True,
+        ),
+        Command(
+            "diff", "partial derivative", "A partial derivative of any order (1 to 10) of EXPR, by --wrt.",
+            'diffcli diff "x^3 y^2" --at x=1,y=2 --wrt x:2,y',
+            shape=lambda n, m, e: (m,) if m else (), entries=_diff_entries, inputs=("wrt",),
+        ),
+        Command(
+            "taylor", "Taylor coefficients", "The coefficients c0..cN of f(p + s t) as a polynomial in s.",
+            'diffcli taylor "exp(sin(x))" --at x=0 --order 6',
+            shape=lambda n, m, e: (m, e.order + 1) if m else (e.order + 1,), entries=_taylor_entries,
+            inputs=("order", "tangent"),
         ),
     )
 }  # fmt: skip
@@ -153,6 +202,12 @@ DEFAULT_VECTOR_CHECKS = ("value", "jacobian", "hessian", "jvp", "vjp")
 
 #: Most components of a vector EXPR.
 MAX_OUTPUTS = 64
+
+#: Orders of `diff` (the number of variables in --wrt) and of `taylor` (--order), and
+#: taylor's default.
+DIFF_ORDERS = (1, 10)
+TAYLOR_ORDERS = (0, 20)
+TAYLOR_ORDER = 5
 
 #: How a Jacobian is computed: one reverse pass per output, or one forward pass per
 #: variable; "auto" takes the fewer passes.

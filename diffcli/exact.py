@@ -34,7 +34,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
-from diffcli.commands import COMMANDS
+from diffcli.commands import COMMANDS, NONE, Extra, partial_label
 from diffcli.expr import CHAINS, COMPARISONS, Node, short_text
 from diffcli.language import DEFINITIONS
 from diffcli.parser import definition
@@ -88,13 +88,16 @@ class _Jets:
     as typed: a switch at its boundary takes its value there (Abs(0) = 0). At higher
     orders a switch at its boundary, or a function at a singular point, is Awkward."""
 
-    def __init__(self, ar: Arith, point: Sequence[Num], order: int):
+    def __init__(self, ar: Arith, point: Sequence[Num], order: int, free: Sequence[int] | None = None):
         self.ar, self.order = ar, order
-        self.shape = monomials(len(point), order)
+        self.free = list(range(len(point))) if free is None else list(free)  # the variables it varies in
+        self.shape = monomials(len(self.free), order)
         self.point = point
 
     def variable(self, i: int) -> Jet:
-        return Jet.variable(self.ar, self.shape, i, self.point[i])
+        if i not in self.free:  # held at the point's coordinate
+            return Jet.constant(self.ar, self.shape, self.point[i])
+        return Jet.variable(self.ar, self.shape, self.free.index(i), self.point[i])
 
     def constant(self, value: Num) -> Jet:
         return Jet.constant(self.ar, self.shape, value)
@@ -708,8 +711,10 @@ class _Point:
         self.value_switches = ev.switches
         return result.base
 
-    def jet(self, order: int) -> Jet:
-        return Evaluator(_Jets(self.ar, self.point, order), self.variables)(self.tree)
+    def jet(self, order: int, free: Sequence[int] | None = None) -> Jet:
+        """The Taylor polynomial of total order ``order`` in the variables ``free`` (default: all),
+        the others held at the point."""
+        return Evaluator(_Jets(self.ar, self.point, order, free), self.variables)(self.tree)
 
     def ray(self, direction: tuple[Fraction, ...], order: int):
         """(series or None, reason, switches) along p + s d."""
@@ -853,16 +858,18 @@ class _Entries:
             self.missing(f"{label}: {found.unknown or found.reason}", found.unknown is not None)
 
 
-def _quantity(point: _Point, command: str, f0: Num, tangent) -> _Entries:
+def _quantity(point: _Point, command: str, f0: Num, extra: Extra) -> _Entries:
     """The elements of a derivative: from one Taylor polynomial where the function is
-    smooth, else along rays."""
+    smooth (for the rules that have one), else along rays."""
     rule = EXACT[command]
+    if rule.from_jet is None:
+        return rule.along_rays(point, f0, extra)
     try:
-        jet = point.jet(rule.order)
+        jet = point.jet(rule.order(extra), None if rule.free is None else rule.free(point, extra))
     except Awkward:
-        return rule.along_rays(point, f0, tangent)
+        return rule.along_rays(point, f0, extra)
     entries = _Entries()
-    for v in rule.from_jet(point, jet, tangent):
+    for v in rule.from_jet(point, jet, extra):
         entries.found(v)
     return entries
 
@@ -871,18 +878,18 @@ def _axes(n: int) -> list[tuple[int, ...]]:
     return [tuple(int(i == k) for k in range(n)) for i in range(n)]
 
 
-def _grad_from_jet(point: _Point, jet, tangent) -> list:
+def _grad_from_jet(point: _Point, jet, extra: Extra) -> list:
     return [jet.coefficient(e) for e in _axes(len(point.variables))]
 
 
-def _jvp_from_jet(point: _Point, jet, tangent) -> list:
+def _jvp_from_jet(point: _Point, jet, extra: Extra) -> list:
     ar, total = point.ar, point.ar.zero
-    for e, t in zip(_axes(len(point.variables)), tangent):
+    for e, t in zip(_axes(len(point.variables)), extra.tangent):
         total = ar.add(total, ar.mul(jet.coefficient(e), ar.exact(float(t))))
     return [total]
 
 
-def _hessian_from_jet(point: _Point, jet, tangent) -> list:
+def _hessian_from_jet(point: _Point, jet, extra: Extra) -> list:
     e, ar = _axes(len(point.variables)), point.ar
     return [ar.scale(jet.coefficient(tuple(2 * c for c in a)), 2) if a == b else
             jet.coefficient(tuple(x + y for x, y in zip(a, b)))
@@ -899,16 +906,20 @@ def _first_along(point: _Point, f0: Num, directions: list, labels: list[str]) ->
     return entries
 
 
-def _grad_along_rays(point: _Point, f0: Num, tangent) -> _Entries:
+def _grad_along_rays(point: _Point, f0: Num, extra: Extra) -> _Entries:
     n = len(point.variables)
     return _first_along(point, f0, [_unit(n, (i, 1)) for i in range(n)], [f"∂f/∂{v}" for v in point.variables])
 
 
-def _jvp_along_rays(point: _Point, f0: Num, tangent) -> _Entries:
-    return _first_along(point, f0, [tuple(Fraction(float(t)) for t in tangent)], ["∂f·t"])
+def _jvp_along_rays(point: _Point, f0: Num, extra: Extra) -> _Entries:
+    return _first_along(point, f0, [_exact_direction(extra.tangent)], ["∂f·t"])
 
 
-def _hessian_along_rays(point: _Point, f0: Num, tangent) -> _Entries:
+def _exact_direction(tangent) -> tuple[Fraction, ...]:
+    return tuple(Fraction(float(t)) for t in tangent)
+
+
+def _hessian_along_rays(point: _Point, f0: Num, extra: Extra) -> _Entries:
     n = len(point.variables)
     entries = _Entries()
     second = {i: point.directional(_unit(n, (i, 1)), 2, f0) for i in range(n)}
@@ -928,21 +939,82 @@ def _hessian_along_rays(point: _Point, f0: Num, tangent) -> _Entries:
     return entries
 
 
+def _counts(point: _Point, wrt: tuple[str, ...]) -> tuple[int, ...]:
+    """The multi-index of a partial derivative: how many times by each variable."""
+    return tuple(wrt.count(v) for v in point.variables)
+
+
+def _diff_variables(point: _Point, extra: Extra) -> list[int]:
+    """The variables a partial derivative is by: its value depends on the function near the
+    point in their directions only, so the Taylor polynomial need vary in them alone."""
+    return [i for i, v in enumerate(point.variables) if v in extra.wrt]
+
+
+def _diff_from_jet(point: _Point, jet, extra: Extra) -> list:
+    """d^a f = a! c_a, c_a the Taylor coefficient of the monomial x^a (in the variables it is by)."""
+    a = [k for k in _counts(point, extra.wrt) if k]
+    return [point.ar.scale(jet.coefficient(tuple(a)), math.prod(math.factorial(k) for k in a))]
+
+
+def _diff_along_rays(point: _Point, f0: Num, extra: Extra) -> _Entries:
+    """A pure partial along its axis (the iterated derivative of the function on that line);
+    a mixed one of order 2 as the Hessian's; one of higher order is not computed here."""
+    n, wrt, entries = len(point.variables), extra.wrt, _Entries()
+    label = partial_label("f", wrt)
+    axes = sorted({point.variables.index(v) for v in wrt})
+    if len(axes) == 1:
+        entries.collect(point.directional(_unit(n, (axes[0], 1)), len(wrt), f0), len(wrt), label,
+                        scale=math.factorial(len(wrt)))  # fmt: skip
+    elif len(wrt) == 2:
+        i, j = axes
+        second = {k: point.directional(_unit(n, (k, 1)), 2, f0) for k in axes}
+        lacking = [first for first in second.values() if not first.coefficients]
+        if lacking:
+            entries.collect(lacking[0], 1, label)
+        else:
+            _mixed(point, i, j, second, f0, label, entries)
+    else:
+        entries.missing(f"{label}: mixed partial derivatives of order 3 or more are not computed exactly at a "
+                        "point where the expression switches or is not smooth", unknown=True)  # fmt: skip
+    return entries
+
+
+def _taylor_along_rays(point: _Point, f0: Num, extra: Extra) -> _Entries:
+    """c_0 = f(p), then the two-sided Taylor coefficients of s -> f(p + s t) for as long as
+    they exist (each says why where it does not)."""
+    entries = _Entries()
+    entries.found(f0)
+    direction = _exact_direction(extra.tangent)
+    if not any(direction):
+        for _ in range(extra.order):
+            entries.found(point.ar.zero)
+        return entries
+    found = point.directional(direction, extra.order, f0) if extra.order else None
+    for k in range(1, extra.order + 1):
+        entries.collect(found, k, f"c{k}")
+    return entries
+
+
 @dataclass(frozen=True)
 class _Rule:
-    """How the exact reference finds a command's derivative: its order, its entries from
-    the Taylor polynomial where the function is smooth, and along rays where it may not be."""
+    """How the exact reference finds a command's derivative: the order of the Taylor
+    polynomial it needs, its entries from that polynomial where the function is smooth
+    (None: always along rays), and along rays where it may not be."""
 
-    order: int
-    from_jet: Callable
+    order: Callable[[Extra], int]
+    from_jet: Callable | None
     along_rays: Callable
+    free: Callable | None = None  # (point, extra) -> the variables the polynomial varies in (None: all)
 
 
 #: The exact reference, per command (value is the point's value: see :func:`_attempt`).
 EXACT = {
-    "grad": _Rule(1, _grad_from_jet, _grad_along_rays),
-    "hessian": _Rule(2, _hessian_from_jet, _hessian_along_rays),
-    "jvp": _Rule(1, _jvp_from_jet, _jvp_along_rays),
+    "grad": _Rule(lambda e: 1, _grad_from_jet, _grad_along_rays),
+    "hessian": _Rule(lambda e: 2, _hessian_from_jet, _hessian_along_rays),
+    "jvp": _Rule(lambda e: 1, _jvp_from_jet, _jvp_along_rays),
+    "diff": _Rule(lambda e: len(e.wrt), _diff_from_jet, _diff_along_rays, _diff_variables),
+    # f(p + s t) as one series in s: the multivariate polynomial of order N is not needed
+    "taylor": _Rule(lambda e: e.order, None, _taylor_along_rays),
 }
 
 
@@ -993,15 +1065,15 @@ def _accurate(values: list) -> int:
     return math.ceil(missing)
 
 
-def answer(tree: Node, variables: Sequence[str], point: Sequence[float], command: str, tangent=None) -> Answer:
+def answer(tree: Node, variables: Sequence[str], point: Sequence[float], command: str, extra: Extra = NONE) -> Answer:
     """The reference of ``command`` at one point (see the module's docstring)."""
     n = len(variables)
-    shape = COMMANDS[command].shape(n, 0)  # (components of a vector are answered one by one)
+    shape = COMMANDS[command].shape(n, 0, extra)  # (components of a vector are answered one by one)
     size = int(np.prod(shape)) if shape else 1
     prec = START_BITS
     while True:
         try:
-            entries = _attempt(tree, variables, point, command, tangent, prec)
+            entries = _attempt(tree, variables, point, command, extra, prec)
             missing = _accurate([v for v in entries.values if v is not None])
             if missing:
                 raise NeedPrecision(missing)
@@ -1037,14 +1109,14 @@ def _unknown(shape, size, reason: str) -> Answer:
     return Answer(np.full(shape, math.nan), np.zeros(shape, bool), np.ones(shape, bool), reason)
 
 
-def _attempt(tree, variables, point, command, tangent, prec) -> _Entries:
+def _attempt(tree, variables, point, command, extra, prec) -> _Entries:
     p = _Point(tree, variables, point, prec)
     f0 = p.value()
     if command == "value":
         entries = _Entries()
         entries.found(f0)
         return entries
-    return _quantity(p, command, f0, tangent)
+    return _quantity(p, command, f0, extra)
 
 
 def constant(tree: Node) -> float:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from diffcli import exact, symbolic
-from diffcli.commands import COMMANDS
+from diffcli.commands import NONE, Extra
 from diffcli.expr import short_text
 from diffcli.limits import EXACT_POINTS
 from diffcli.report import Reference, quantity_shape
@@ -69,21 +69,22 @@ class Formulas:
             self.expr = symbolic.sp.nan
         except symbolic.SympyError:  # SymPy fails on a constant of its own making: give it ours
             self.expr = self._frozen()
-        self._answers: dict[tuple, exact.Answer] = {}  # exact answers, by (command, tangent, point)
+        self._answers: dict[tuple, exact.Answer] = {}  # exact answers, by (command, extra, point)
         self._vectorised: dict[tuple, Any] = {}  # lambdified once, reused for every chunk of points
         self._arrays: dict[Any, np.ndarray] = {}  # float64 values at the last points evaluated, per formula
         self._arrays_at: bytes = b""
         self._text: dict[Any, str] = {}  # printed once (a Hessian's mirrored entries are one formula)
+        self._partials: dict[tuple[str, ...], Any] = {}  # diff's formulas, by the variables in order
 
     def text(self, expr) -> str:
         if expr not in self._text:
             self._text[expr] = symbolic.formula_text(expr)
         return self._text[expr]
 
-    def answer(self, command: str, tangent, point: tuple[float, ...]) -> exact.Answer:
-        key = (command, tangent if "tangent" in COMMANDS[command].inputs else None, point)
+    def answer(self, command: str, extra: Extra, point: tuple[float, ...]) -> exact.Answer:
+        key = (command, extra, point)
         if key not in self._answers:
-            self._answers[key] = exact.answer(self.tree, self.variables, point, command, tangent)
+            self._answers[key] = exact.answer(self.tree, self.variables, point, command, extra)
         return self._answers[key]
 
     def vectorised(self, exprs: list, points: np.ndarray) -> np.ndarray:
@@ -136,9 +137,26 @@ class Formulas:
     def hessian(self) -> list[list[sympy.Expr]]:
         return symbolic.hessian(self.grad, self.ordered)
 
-    def quantity(self, command: str, tangent: tuple[float, ...] | None = None) -> Any:
+    def partial(self, wrt: tuple[str, ...]) -> sympy.Expr:
+        """The partial derivative by the variables in order, from the gradient's formula
+        (and each lower derivative of the sequence derived once across checks)."""
+        if wrt not in self._partials:
+            if len(wrt) == 1:
+                self._partials[wrt] = self.grad[self.variables.index(wrt[0])]
+            else:
+                self._partials[wrt] = symbolic.derivative(self.partial(wrt[:-1]), self.symbols[wrt[-1]])
+        return self._partials[wrt]
+
+    def taylor(self, tangent: tuple[float, ...], order: int) -> list[sympy.Expr]:
+        """c_k = (t . grad)^k f / k!, k = 0..order: the Taylor coefficients of f(p + s t) in s."""
+        derivatives = [self.expr]
+        for _ in range(order):
+            derivatives.append(symbolic.directional(symbolic.gradient(derivatives[-1], self.ordered), tangent))
+        return [d / math.factorial(k) for k, d in enumerate(derivatives)]
+
+    def quantity(self, command: str, extra: Extra = NONE) -> Any:
         """SymPy's formulas of the command, in its shape."""
-        return SYMBOLIC[command].formulas(self, tangent)
+        return SYMBOLIC[command].formulas(self, extra)
 
 
 @dataclass(frozen=True)
@@ -153,9 +171,9 @@ class _Symbolic:
     then: Callable[[np.ndarray, Any], np.ndarray] | None = None
 
 
-def _dot_tangent(values: np.ndarray, tangent) -> np.ndarray:
+def _dot_tangent(values: np.ndarray, extra: Extra) -> np.ndarray:
     with np.errstate(all="ignore"):
-        return values @ np.asarray(tangent, dtype=np.float64)
+        return values @ np.asarray(extra.tangent, dtype=np.float64)
 
 
 #: SymPy's side, per command.
@@ -163,7 +181,9 @@ SYMBOLIC = {
     "value": _Symbolic(lambda f, t: f.expr),
     "grad": _Symbolic(lambda f, t: f.grad),
     "hessian": _Symbolic(lambda f, t: f.hessian),
-    "jvp": _Symbolic(lambda f, t: symbolic.directional(f.grad, t), via="grad", then=_dot_tangent),
+    "jvp": _Symbolic(lambda f, e: symbolic.directional(f.grad, e.tangent), via="grad", then=_dot_tangent),
+    "diff": _Symbolic(lambda f, e: f.partial(e.wrt)),
+    "taylor": _Symbolic(lambda f, e: f.taylor(e.tangent, e.order)),
 }
 
 
@@ -198,38 +218,38 @@ class Budget:
         return None
 
 
-def _fill_exact(ref: Reference, i: int, formulas: Formulas, command: str, point, tangent) -> None:
-    found = formulas.answer(command, tangent, tuple(map(float, point)))
+def _fill_exact(ref: Reference, i: int, formulas: Formulas, command: str, point, extra) -> None:
+    found = formulas.answer(command, extra, tuple(map(float, point)))
     ref.values[i], ref.defined[i], ref.unknown[i] = found.values, found.defined, found.unknown
     ref.reasons[i], ref.exact[i] = found.reason or found.note, True
 
 
-def _float64(formulas: Formulas, command: str, points: np.ndarray, tangent) -> np.ndarray:
+def _float64(formulas: Formulas, command: str, points: np.ndarray, extra) -> np.ndarray:
     """(P, *shape) SymPy's formulas in float64 (see :class:`_Symbolic`)."""
     rule = SYMBOLIC[command]
     evaluated = rule.via or command
-    shape = quantity_shape(evaluated, len(formulas.variables))
-    leaves = _flatten(formulas.quantity(evaluated, tangent))
+    shape = quantity_shape(evaluated, len(formulas.variables), 0, extra)
+    leaves = _flatten(formulas.quantity(evaluated, extra))
     values = formulas.vectorised(leaves, points).T.reshape(points.shape[0], *shape).copy()
-    return values if rule.then is None else rule.then(values, tangent)
+    return values if rule.then is None else rule.then(values, extra)
 
 
 def compute(
-    formulas: Formulas, command: str, points: np.ndarray, tangent=None, exact_rows: int = 0,
+    formulas: Formulas, command: str, points: np.ndarray, extra: Extra = NONE, exact_rows: int = 0,
     budget: Budget | None = None,
 ) -> Reference:  # fmt: skip
     """The reference at every point: the first ``exact_rows`` exactly, the rest in float64
     where it can be trusted and exactly where it cannot (see the module's docstring)."""
     budget = budget or Budget()
-    shape = quantity_shape(command, len(formulas.variables))
-    ref = Reference.empty(_map(formulas.text, formulas.quantity(command, tangent)), points.shape[0], shape)
+    shape = quantity_shape(command, len(formulas.variables), 0, extra)
+    ref = Reference.empty(_map(formulas.text, formulas.quantity(command, extra)), points.shape[0], shape)
     for i in range(min(exact_rows, points.shape[0])):
-        _fill_exact(ref, i, formulas, command, points[i], tangent)
+        _fill_exact(ref, i, formulas, command, points[i], extra)
     generated = points[exact_rows:]
     if not generated.shape[0]:
         return ref
     rows = np.arange(exact_rows, points.shape[0])
-    values = _float64(formulas, command, generated, tangent)
+    values = _float64(formulas, command, generated, extra)
     screen = formulas.screen(generated)
     finite = np.isfinite(values).reshape(len(rows), -1).all(axis=1)
     trusted = finite & ~screen.suspect & ~screen.undefined
@@ -237,11 +257,11 @@ def compute(
     ref.defined[rows[trusted]] = True
     certain = rows[screen.undefined]
     ref.reasons[certain] = [screen.reasons[k] for k in screen.reason[screen.undefined]]
-    recompute(ref, rows[~trusted & ~screen.undefined], formulas, command, points, tangent, budget)
+    recompute(ref, rows[~trusted & ~screen.undefined], formulas, command, points, extra, budget)
     return ref
 
 
-def recompute(ref: Reference, rows, formulas: Formulas, command: str, points: np.ndarray, tangent, budget: Budget):
+def recompute(ref: Reference, rows, formulas: Formulas, command: str, points: np.ndarray, extra, budget: Budget):
     """Rows ``rows`` get the exact reference while the budget lasts; the rest are unknown."""
     for i in rows:
         why = budget.take()
@@ -250,16 +270,16 @@ def recompute(ref: Reference, rows, formulas: Formulas, command: str, points: np
             ref.reasons[i] = f"float64 cannot be trusted here and the point was not recomputed to 30 digits: {why}" \
                 " (--precise recomputes every point)"  # fmt: skip
             continue
-        _fill_exact(ref, i, formulas, command, points[i], tangent)
+        _fill_exact(ref, i, formulas, command, points[i], extra)
 
 
-def exactly(formulas: Formulas, command: str, points: np.ndarray, tangent, budget: Budget) -> Reference:
+def exactly(formulas: Formulas, command: str, points: np.ndarray, extra, budget: Budget) -> Reference:
     """The exact reference at points whose float64 verdict is a mismatch, while the budget
     lasts (``exact`` marks those done; the others keep their float64 verdict)."""
-    shape = quantity_shape(command, len(formulas.variables))
+    shape = quantity_shape(command, len(formulas.variables), 0, extra)
     ref = Reference.empty(None, points.shape[0], shape)
     for i in range(points.shape[0]):
         if budget.take() is not None:
             break
-        _fill_exact(ref, i, formulas, command, points[i], tangent)
+        _fill_exact(ref, i, formulas, command, points[i], extra)
     return ref

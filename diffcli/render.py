@@ -120,6 +120,10 @@ def report_dict(report: Report, layout: Layout = Layout()) -> dict[str, Any]:
         doc["tangent"] = dict(zip(report.variables, map(json_number, report.tangent)))
     if report.cotangent is not None:
         doc["cotangent"] = [json_number(c) for c in report.cotangent]
+    if report.wrt:
+        doc["wrt"] = list(report.wrt)
+    if report.order is not None:
+        doc["order"] = report.order
     return doc
 
 
@@ -216,7 +220,7 @@ def write_plain(report: Report, out: IO[str], layout: Layout = Layout()) -> None
 
 def element_labels(report: Report) -> list[str]:
     """Suffixes naming each element of the quantity: '', '[x]' or '[x,y]'."""
-    return [entry.suffix for entry in COMMANDS[report.command].entries(report.variables, report.outputs)]
+    return [entry.suffix for entry in COMMANDS[report.command].entries(report.variables, report.outputs, report.extra)]
 
 
 def write_csv(report: Report, out: IO[str], layout: Layout = Layout()) -> None:
@@ -258,7 +262,7 @@ def _element_rows(report: Report, result: PointResult) -> Iterator[tuple]:
     defined = np.isfinite(ref) if result.defined is None else np.ravel(result.defined)
     unknown = np.zeros(ref.shape, bool) if result.unknown is None else np.ravel(result.unknown)
     formulas = np.ravel(np.asarray(report.symbolic, dtype=object))
-    entries = COMMANDS[report.command].entries(report.variables, report.outputs)
+    entries = COMMANDS[report.command].entries(report.variables, report.outputs, report.extra)
     for entry, a, r, formula, d, u in zip(entries, auto, ref, formulas, defined, unknown):
         yield entry.label, entry.group, float(a), float(r), str(formula), bool(d), bool(u)
 
@@ -379,6 +383,11 @@ def write_table(report: Report, out: IO[str], layout: Layout = Layout()) -> None
         con.print(Text.assemble(("tangent t: ", "dim"), tangent))
     if report.cotangent is not None:
         con.print(Text.assemble(("cotangent c: ", "dim"), ", ".join(map(short_number, report.cotangent))))
+    if report.wrt:
+        con.print(Text.assemble(("with respect to: ", "dim"), ", ".join(report.wrt)))
+    if report.order is not None:
+        note = "  (c_k: the k-th derivative along t, divided by k!)"
+        con.print(Text.assemble(("order: ", "dim"), str(report.order), (note, "dim")))
     if layout.summary or len(report) > TABLE_POINTS:
         con.print()
         con.print(_summary_table(report))

@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from diffcli.commands import COMMANDS, Exit
+from diffcli.commands import COMMANDS, NONE, Exit, Extra
 from diffcli.verdict import MISMATCH, STATUSES, UNDEFINED, UNKNOWN, Tolerance, Verdict, Verdicts
 
 
-def quantity_shape(command: str, n: int, m: int = 0) -> tuple[int, ...]:
+def quantity_shape(command: str, n: int, m: int = 0, extra: Extra = NONE) -> tuple[int, ...]:
     """One point's answer, for n variables and m outputs (0: a scalar EXPR), spelled out by
     the command table (the shape of an empty list of formulas would lose an axis at n = 0)."""
-    return COMMANDS[command].shape(n, m)
+    return COMMANDS[command].shape(n, m, extra)
 
 
 @dataclass
@@ -159,12 +159,18 @@ class Report:
     by_hand: int = 0  # the first rows were given by hand, the rest generated
     outputs: int = 0  # components of a vector EXPR; 0 for a scalar one
     cotangent: tuple[float, ...] | None = None
+    wrt: tuple[str, ...] = ()  # diff: the variables differentiated by, in order
+    order: int | None = None  # taylor
     aux: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (P,)
     streamed: Summary | None = None  # set when only the summary was kept (the arrays are empty)
     defined: np.ndarray | None = None  # (P, *shape): which reference elements exist (default: the finite ones)
     unknown: np.ndarray | None = None  # (P, *shape): which could not be computed
     reasons: np.ndarray | None = None  # (P,): why a reference does not exist or is unknown; else a note
     exact: np.ndarray | None = None  # (P,): which points have the 30-digit reference
+
+    @property
+    def extra(self) -> Extra:
+        return Extra(self.tangent, self.wrt, self.order or 0)
 
     @property
     def precise(self) -> bool:

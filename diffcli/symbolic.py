@@ -328,7 +328,7 @@ def to_sympy(
     return build(node)
 
 
-def _diff(expr: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
+def derivative(expr: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
     """sympy.diff, whose failures inside SymPy (it evaluates numbers as it simplifies, and
     mpmath fails on erfc(1e308); a NaN compared) are a clear input error, not a crash."""
     try:
@@ -339,7 +339,7 @@ def _diff(expr: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
 
 
 def gradient(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> list[sp.Expr]:
-    return [_diff(expr, s) for s in symbols]
+    return [derivative(expr, s) for s in symbols]
 
 
 def hessian(grad: Sequence[sp.Expr], symbols: Sequence[sp.Symbol]) -> list[list[sp.Expr]]:
@@ -348,7 +348,7 @@ def hessian(grad: Sequence[sp.Expr], symbols: Sequence[sp.Symbol]) -> list[list[
     rows: list[list[sp.Expr]] = [[sp.S.Zero] * n for _ in range(n)]
     for i in range(n):
         for j in range(i, n):
-            rows[i][j] = rows[j][i] = _diff(grad[i], symbols[j])
+            rows[i][j] = rows[j][i] = derivative(grad[i], symbols[j])
     return rows
 
 

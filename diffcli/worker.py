@@ -91,21 +91,21 @@ class InProcess:
         return self._formulas[key]
 
     @_recursion_is_input_error
-    def reference(self, tree, variables, command, points, tangent, exact_rows, seconds=None):
+    def reference(self, tree, variables, command, points, extra, exact_rows, seconds=None):
         """The reference at every point (``seconds``: how long recomputing generated points
         exactly may take, where float64 cannot be trusted)."""
         from diffcli import reference
 
         budget = reference.Budget(seconds=seconds)
-        return reference.compute(self.formulas(tree, variables), command, points, tangent, exact_rows, budget)
+        return reference.compute(self.formulas(tree, variables), command, points, extra, exact_rows, budget)
 
     @_recursion_is_input_error
-    def confirm(self, tree, variables, command, points, tangent, seconds=None):
+    def confirm(self, tree, variables, command, points, extra, seconds=None):
         """The exact reference at points whose float64 verdict is a mismatch (as many as the budget allows)."""
         from diffcli import reference
 
         budget = reference.Budget(seconds=seconds)
-        return reference.exactly(self.formulas(tree, variables), command, points, tangent, budget)
+        return reference.exactly(self.formulas(tree, variables), command, points, extra, budget)
 
     def submit_reference(self, *args) -> Deferred:
         return Deferred(self.reference, *args)  # SymPy here holds the GIL anyway
@@ -293,12 +293,12 @@ class Isolated:
         check with many such points reports them unknown rather than timing out."""
         return self.limits.timeout / 2
 
-    def reference(self, tree, variables, command, points, tangent, exact_rows):
-        args = (tree, variables, command, points, tangent, exact_rows, self._exact_seconds)
+    def reference(self, tree, variables, command, points, extra, exact_rows):
+        args = (tree, variables, command, points, extra, exact_rows, self._exact_seconds)
         return self._call("reference", *args)
 
-    def confirm(self, tree, variables, command, points, tangent):
-        return self._call("confirm", tree, variables, command, points, tangent, self._exact_seconds)
+    def confirm(self, tree, variables, command, points, extra):
+        return self._call("confirm", tree, variables, command, points, extra, self._exact_seconds)
 
     def submit_reference(self, *args) -> Future:
         """Queue a reference request: one thread sends the queue's requests in order,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from diffcli import exact
+from diffcli.commands import Extra
 from diffcli.parser import parse_expression
 
 U, UNKNOWN = "undefined", "unknown"
@@ -24,10 +25,11 @@ def hp(fn, dps=400):
         return float(fn())
 
 
-def answer(command, text, point, tangent=None):
+def answer(command, text, point, tangent=None, wrt=(), order=0):
     tree = parse_expression(text)
     names = sorted(tree.variables() | set(point))
-    return exact.answer(tree, names, [point[n] for n in names], command, tangent)
+    extra = Extra(tuple(tangent) if tangent is not None else None, tuple(wrt), order)
+    return exact.answer(tree, names, [point[n] for n in names], command, extra)
 
 
 def flat(found):
