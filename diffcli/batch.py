@@ -129,6 +129,8 @@ def _prepare(case: Case, check: str, options: dict[str, Any]):
         check, case.expr, case.at, variables=case.variables, let=case.let,
         tangent=case.tangent if "tangent" in COMMANDS[check].inputs else None,
         cotangent=case.cotangent if "cotangent" in COMMANDS[check].inputs else None, mode=case.mode,
+        wrt=case.wrt if "wrt" in COMMANDS[check].inputs else None,
+        order=case.order if "order" in COMMANDS[check].inputs else None,
         rtol=case.rtol if case.rtol is not None else options.get("rtol"),
         atol=case.atol if case.atol is not None else options.get("atol"),
         dtype=options.get("dtype", "float64"), device=options.get("device", "cpu"),
@@ -146,8 +148,10 @@ def _failed(record: Record, exc: BaseException) -> Record:
 
 
 def planned(case: Case, only: Sequence[str] | None) -> list[str]:
-    """The checks a case runs: its own (or the defaults), less those ``only`` (--checks) leaves out."""
+    """The checks a case runs: its own (or the defaults, with diff where it gives `wrt` and
+    taylor where it gives `order`), less those ``only`` (--checks) leaves out."""
     default = DEFAULT_VECTOR_CHECKS if case.expr.strip().startswith("[") else DEFAULT_CHECKS
+    default += ("diff",) * (case.wrt is not None) + ("taylor",) * (case.order is not None)
     return [c for c in case.checks or default if only is None or c in only]
 
 

@@ -307,8 +307,7 @@ def _wrt(row, spec: str | Sequence[str] | None, names: tuple[str, ...], option: 
             raise DiffcliError(f"{option}: an empty item in {spec!r} (write x:2,y)")
         if name not in names:
             known = ", ".join(names) or "none"
-            raise DiffcliError(f"{option}: '{name}' is not a variable of the expression (its variables: {known}; "
-                               "--vars lists more)")  # fmt: skip
+            raise DiffcliError(f"{option}: '{name}' is not a variable of the expression (its variables: {known})")
         count = 1
         if colon:
             if not times.isdigit() or not (1 <= int(times) <= high):

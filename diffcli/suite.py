@@ -16,9 +16,9 @@ from typing import Any
 from diffcli.commands import COMMANDS, MODES
 from diffcli.errors import DiffcliError, plural
 
-_CASE_KEYS = {"name", "expr", "vars", "let", "at", "sample", "tangent", "cotangent", "mode", "expect", "checks",
-              "rtol", "atol"}  # fmt: skip
-_DEFAULT_KEYS = {"checks", "rtol", "atol", "mode"}
+_CASE_KEYS = {"name", "expr", "vars", "let", "at", "sample", "tangent", "cotangent", "mode", "wrt", "order", "expect",
+              "checks", "rtol", "atol"}  # fmt: skip
+_DEFAULT_KEYS = {"checks", "rtol", "atol", "mode", "wrt", "order"}
 _SAMPLE_KEYS = {"box", "n", "seed"}
 
 #: Points a case's `sample` draws when it gives no `n`.
@@ -38,6 +38,8 @@ class Case:
     tangent: Any = None
     cotangent: Any = None
     mode: str = "auto"
+    wrt: str | list[str] | None = None  # diff: "x:2,y" or ["x", "x", "y"]
+    order: int | None = None  # taylor
     expect: dict[str, list] = field(default_factory=dict)
     checks: tuple[str, ...] | None = None
     rtol: float | None = None
@@ -174,6 +176,14 @@ def _case(raw: Any, defaults: dict, file: str, position: int) -> Case:
         if merged["mode"] not in MODES:
             raise CaseError(f"{where}: 'mode' must be one of {', '.join(MODES)}")
         case.mode = merged["mode"]
+    if "wrt" in merged:
+        wrt = merged["wrt"]
+        if not (isinstance(wrt, str) or (isinstance(wrt, list) and all(isinstance(v, str) for v in wrt))):
+            raise CaseError(f"{where}: 'wrt' must be a string (\"x:2,y\") or an array of variable names")
+        case.wrt = wrt
+    if "order" in merged:
+        _expect_type(where, "order", merged["order"], "integer")
+        case.order = merged["order"]
     if "checks" in merged:
         case.checks = _checks(where, merged["checks"])
     for key in ("rtol", "atol"):

@@ -47,3 +47,9 @@ diffcli jacobian "[r cos(t), r sin(t)]" --at r=2,t=0.5            # exit 0
 diffcli vjp "[x y, x + y]" --at x=1,y=2 --cotangent 1,-1          # exit 0
 # Reverse mode spreads f₂'s infinite derivative at 0 into f₁'s row (NaN): a mismatch.
 diffcli jacobian "[x y, sqrt(x)]" --at x=0,y=1 --mode reverse     # exit 1
+
+# Derivatives of any order: d³/dx²dy of x³y² is 12xy; Taylor coefficients of exp(sin x) at 0.
+diffcli diff "x^3 y^2" --at x=1,y=2 --wrt x:2,y                 # exit 0
+diffcli taylor "exp(sin(x))" --at x=0 --order 6                 # exit 0
+# |x|³ has a second derivative at 0 (6|x| = 0) but no third: one-sided -6 and 6.
+diffcli diff "abs(x)^3" --at x=0 --wrt x:3                      # exit 0

@@ -64,7 +64,7 @@ def _timeless(line: str) -> str:
     return re.sub(r" in \d+\.\d s$", " in ... s", line.rstrip())
 
 
-@pytest.mark.parametrize("suite", ["seed.toml", "feynman.toml", "vectors.toml"])
+@pytest.mark.parametrize("suite", ["seed.toml", "feynman.toml", "vectors.toml", "orders.toml"])
 def test_sample_suites_pass(suite):
     result = CliRunner().invoke(cli, ["batch", str(ROOT / "samples" / suite), "-f", "plain"])
     assert result.exit_code == 0, result.output

@@ -77,10 +77,13 @@ def one_liners(repeats: int) -> None:
         commands[command] = diffcli(command, EXPR, "--at", "x=1,y=2", "--format", "json")
     for command in ("jacobian", "vjp"):
         commands[command] = diffcli(command, VECTOR, "--at", "x=1,y=2", "--format", "json")
+    commands["diff"] = diffcli("diff", EXPR, "--at", "x=1,y=2", "--wrt", "x:2,y", "--format", "json")
+    commands["taylor"] = diffcli("taylor", EXPR, "--at", "x=1,y=2", "--order", "5", "--format", "json")
     times = interleaved(commands, repeats)
+    shown = {"jacobian": " of a 3-vector", "vjp": " of a 3-vector", "diff": " --wrt x:2,y", "taylor": " --order 5"}
     for command in [c for c in commands if c != "floor"]:
-        what = f"`{command}`" + (" of a 3-vector" if command in ("jacobian", "vjp") else "")
-        record(f"2. one-liner {what} vs `import torch, sympy`", times[command] / times["floor"], 1.15)
+        record(f"2. one-liner `{command}`{shown.get(command, '')} vs `import torch, sympy`",
+               times[command] / times["floor"], 1.15)  # fmt: skip
 
 
 FLOOR_GRID = """
