@@ -1020,9 +1020,12 @@ EXACT = {
 
 def _mixed(point: _Point, i: int, j: int, second: dict, f0: Num, label: str, entries: _Entries) -> None:
     """d2f/dxi dxj = (D2 along e_i + e_j - D2 along e_i - e_j) / 4, where f is twice
-    differentiable in the plane of the two axes: along both axes and both diagonals, with
-    first directional derivatives linear in the direction and second ones that fit one
-    Hessian (the parallelogram law). Where a second derivative along an axis does not
+    differentiable in the plane of the two axes: along both axes, both diagonals and two
+    more lines (e_i + 2 e_j, 2 e_i - e_j), with first directional derivatives linear in the
+    direction and second ones that fit one Hessian (on the diagonals alone that is the
+    parallelogram law, which x y (x^2 - y^2)/(x^2 + y^2) at 0 passes: its second
+    derivatives along lines are 0 on the axes and diagonals, -12/5 along (1, 2), and its
+    mixed partials are -1 and 1). Where a second derivative along an axis does not
     exist, neither does the mixed one: pieces that differ to second order near the point
     can hide between the four lines (log(1 + Min(tanh(x + y), Heaviside(x - y))**2) at 0)."""
     n, ar = len(point.variables), point.ar
@@ -1040,12 +1043,24 @@ def _mixed(point: _Point, i: int, j: int, second: dict, f0: Num, label: str, ent
     linear = ar.equal(plus.coefficients[0], ar.add(gi, gj)) and ar.equal(minus.coefficients[0], ar.sub(gi, gj))
     diagonal = ar.scale(ar.add(second[i].coefficients[1], second[j].coefficients[1]), 2)
     fits = linear and ar.equal(ar.add(plus.coefficients[1], minus.coefficients[1]), diagonal)
+    mixed = ar.scale(ar.sub(plus.coefficients[1], minus.coefficients[1]), Fraction(1, 2))
+    if linear and fits:  # two more lines, off the axes and diagonals, that one Hessian must fit too
+        for a, b in ((1, 2), (2, -1)):
+            probe = point.directional(_unit(n, (i, a), (j, b)), 2, f0)
+            if len(probe.coefficients) < 2:
+                entries.collect(probe, 2, label)
+                return
+            first = ar.add(ar.scale(gi, a), ar.scale(gj, b))
+            # s^2 coefficient of f(p + s d): (H_ii a^2 + 2 H_ij a b + H_jj b^2)/2, H_ii/2 the axes' coefficients
+            expected = ar.add(ar.add(ar.scale(second[i].coefficients[1], a * a), ar.scale(second[j].coefficients[1],
+                              b * b)), ar.scale(mixed, a * b))  # fmt: skip
+            linear = linear and ar.equal(probe.coefficients[0], first)
+            fits = fits and linear and ar.equal(probe.coefficients[1], expected)
     if not (linear and fits):
         why = "not differentiable here" if not linear else "not twice differentiable here"
         entries.missing(f"{label}: {why} (the directional derivatives do not fit one derivative)")
         return
-    note = _note(label, plus.boundary or minus.boundary)
-    entries.found(ar.scale(ar.sub(plus.coefficients[1], minus.coefficients[1]), Fraction(1, 2)), note)
+    entries.found(mixed, _note(label, plus.boundary or minus.boundary))
 
 
 def _note(label: str, boundary: str) -> str | None:

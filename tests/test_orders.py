@@ -134,6 +134,17 @@ AWKWARD = [
     # a mixed partial at a kink of one variable only: d2/dxdy of x*|y| at y=1 is sign(1) = 1
     ("x Abs(y)", "x=2,y=1", "x,y", "ok", None, 1.0),
     ("x Abs(y)", "x=2,y=0", "x,y", "undefined", "kink of Abs(y)", None),
+    # the textbook function whose mixed partials at 0 are -1 and 1 (by hand: f_x(0, y) = -y and
+    # f_y(x, 0) = x): no second derivative, though its second derivative along each axis and
+    # diagonal is 0 (and torch, taking the piece 0 at the origin, says 0)
+    (
+        "Piecewise((x y (x^2 - y^2)/(x^2 + y^2), x^2 + y^2 > 0), (0, True))",
+        "x=0,y=0",
+        "x,y",
+        "undefined",
+        "not twice differentiable",
+        None,
+    ),
 ]
 
 
