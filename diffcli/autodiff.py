@@ -1,4 +1,4 @@
-"""The torch side: value, gradient, Hessian and JVP, for many points at once.
+"""The torch side of every command, for many points at once (the tables AUTOGRAD and FUNC).
 
 Three engines compute the same answers:
 
@@ -7,10 +7,13 @@ Three engines compute the same answers:
   leaf; the gradient is one reverse pass of ``torch.autograd.grad`` on the sum
   of the values (each point's value depends only on its own row), the Hessian
   one more reverse pass per variable (reverse-over-reverse), the JVP a forward
-  pass with dual numbers (``torch.autograd.forward_ad``).
+  pass with dual numbers (``torch.autograd.forward_ad``); a partial derivative of
+  order k (and k Taylor coefficients) one more reverse pass per order.
 - ``func``: ``torch.func.vmap`` over the point axis of ``grad_and_value``
   (with ``has_aux`` for named sub-expressions), ``hessian``
   (forward-over-reverse) and ``jvp``.
+  Jacobians are ``jacrev`` or ``jacfwd``, partial derivatives of higher order
+  forward over reverse, Taylor coefficients ``jvp`` of ``jvp``.
 - ``compiled``: the ``autograd`` engine traced once into a graph of aten ops
   and compiled by ``torch.compile`` into one fused loop: several times the
   throughput, after a one-off compilation of seconds (longer for big

@@ -398,3 +398,52 @@ def test_on_a_grid_through_boundaries_float64_is_trusted_only_where_it_agrees_wi
             continue
         np.testing.assert_array_equal(a.defined, b.defined, err_msg=f"{expr} at {a.point}")
         np.testing.assert_allclose(a.reference, b.reference, rtol=1e-8, atol=1e-10, err_msg=f"{expr} at {a.point}")
+
+
+def _along(f, p, d, order):
+    """The derivatives of orders 1..order along d, each None where it or a lower one does not exist."""
+    out = []
+    for k in range(1, order + 1):
+        out.append(None if out and out[-1] is None else _directional(f, p, d, k))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    expr=awkward_expressions, x=on_boundaries, y=on_boundaries,
+    how=st.sampled_from([("diff", "x", 1), ("diff", "x:2", 2), ("diff", "y:3", 3), ("taylor", None, 3)]),
+)  # fmt: skip
+def test_derivatives_of_higher_order_and_taylor_coefficients_are_what_finite_differences_say(expr, x, y, how):
+    """A pure partial of order k (diff), and the Taylor coefficients along the tangent (1, 1)
+    (taylor), against one-sided finite differences along the line: equal where they exist,
+    undefined exactly where they do not."""
+    command, wrt, order = how
+    options = {"wrt": wrt} if command == "diff" else {"order": order}
+    (result,) = check(command, expr, [f"x={x!r},y={y!r}"], variables="x,y", **options).results
+    with mpmath.workdps(oracle.DPS):
+        tree = oracle.parse(expr)
+        p = [mpmath.mpf(x), mpmath.mpf(y)]
+
+        def f(q):
+            return oracle.at(tree, ["x", "y"], q)
+
+        if f(p) is None:
+            assert result.status in ("undefined", "unknown"), (expr, x, y, result)
+            return
+        direction = [0, 1] if wrt == "y:3" else [1, 0] if command == "diff" else [1, 1]
+        derivatives = _along(f, p, direction, order)
+    if command == "diff":
+        truth = [derivatives[-1]]
+    else:
+        truth = [f(p)] + [None if d is None else d / math.factorial(k) for k, d in enumerate(derivatives, start=1)]
+    for k, (want, ref, defined, unknown) in enumerate(
+        zip(truth, np.ravel(result.reference), np.ravel(result.defined), np.ravel(result.unknown))
+    ):
+        if unknown:
+            continue
+        if want is None:
+            assert not defined, ("a derivative that does not exist", expr, x, y, how, k, result)
+        else:
+            want = float(want)
+            assert defined, ("a false undefined", expr, x, y, how, k, want, result)
+            assert want == ref or _fd_close(want, ref, rel=1e-9, tiny=1e-9), (expr, x, y, how, k, want, result)
