@@ -295,6 +295,8 @@ def _wrt(row, spec: str | Sequence[str] | None, names: tuple[str, ...], option: 
     if spec is None or (isinstance(spec, str) and not spec.strip()):
         if len(names) == 1:
             return names
+        if not names:
+            raise DiffcliError(f"{option}: the expression has no variables (--vars names them)")
         example = ",".join(names[:2]) or "x"
         raise DiffcliError(f"{option}: say which variables to differentiate by, e.g. {option} {example}")
     items = [i.strip() for i in spec.split(",")] if isinstance(spec, str) else [str(i).strip() for i in spec]
