@@ -312,7 +312,7 @@ def test_every_command_of_the_table_is_on_the_command_line_in_help_and_in_the_re
 
     from diffcli.commands import COMMANDS
 
-    assert set(cli.commands) == {*COMMANDS, "batch"}
+    assert set(cli.commands) == {*COMMANDS, "batch", "server"}
     top = run("--help").output
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for name, command in COMMANDS.items():
