@@ -69,13 +69,18 @@ def both(env, argv, stdin=None, cwd=SAMPLES):
     return warm, cold
 
 
+def _every_command_in_turn_in_every_format():
+    from diffcli.commands import COMMANDS, FORMATS
+
+    for k, (name, row) in enumerate(COMMANDS.items()):
+        expr = "[x y, sqrt(x)]" if row.vector else EXPR
+        extra = ["--wrt", "x,y"] if "wrt" in row.inputs else []
+        yield [name, expr, "--at", "x=0.5,y=2", "-f", FORMATS[k % len(FORMATS)], *extra], None
+
+
 CASES = [
-    (["grad", EXPR, "--at", "x=1,y=2", "--format", "json"], None),
-    (["hessian", EXPR, "--at", "x=1,y=2", "-f", "table"], None),
-    (["jvp", EXPR, "--at", "x=1,y=2", "-f", "csv", "--tangent", "1,0"], None),
+    *_every_command_in_turn_in_every_format(),
     (["jacobian", "[x y, sqrt(x)]", "--at", "x=0,y=1", "--mode", "reverse", "-f", "table"], None),
-    (["diff", "x^3 y^2", "--at", "x=1,y=2", "--wrt", "x:2,y"], None),
-    (["taylor", "exp(sin(x))", "--at", "x=0", "--order", "6", "-f", "json"], None),
     (["grad", "log(x)", "--grid", "x=-1:1:101", "--summary", "-f", "table"], None),
     (["grad", "-", "--at", "x=1"], b"x^3\n"),
     (["grad", "x y", "--points", "-"], b"x,y\n1,2\n3,4\n"),
@@ -94,6 +99,29 @@ def test_the_same_bytes_and_exit_status_warm_and_in_process(warm, argv, stdin):
     assert served.returncode == here.returncode, served.stderr
     assert served.stdout == here.stdout
     assert served.stderr == here.stderr
+
+
+def _seed_lines():
+    for line in (SAMPLES / "seed.sh").read_text().splitlines():
+        if line.startswith("diffcli "):
+            yield line.partition("# exit ")[0].strip()
+
+
+def test_the_seed_sample_warm_is_what_it_is_in_process(warm):
+    """Every line of samples/seed.sh through the server, against the same line in-process."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from diffcli.cli import cli
+
+    _, env = warm
+    for line in _seed_lines():
+        argv = shlex.split(line)[1:]
+        served = subprocess.run(command(*argv), capture_output=True, text=True, cwd=SAMPLES,
+                                env={**env, "DIFFCLI_SERVER": "only"})  # fmt: skip
+        here = CliRunner().invoke(cli, argv)
+        assert (served.returncode, served.stdout, served.stderr) == (here.exit_code, here.stdout, here.stderr), line
 
 
 def test_a_pipe_closed_early_is_141_both_ways(warm):

@@ -33,27 +33,31 @@ def diffcli(*args: str) -> list[str]:
     return [PY, "-m", "diffcli", *args]
 
 
-def wall(cmd: list[str]) -> float:
+def wall(cmd: list[str], env: dict | None = None) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, check=False)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, check=False, env=env)
     return time.perf_counter() - start
 
 
-def interleaved(commands: dict[str, list[str]], repeats: int) -> dict[str, float]:
+def interleaved(commands: dict[str, list[str]], repeats: int, env: dict | None = None) -> dict[str, float]:
     """Median wall time of each command, the commands run in turn, ``repeats`` rounds."""
     times: dict[str, list[float]] = {name: [] for name in commands}
     for cmd in commands.values():  # warm the file cache once
-        wall(cmd)
+        wall(cmd, env)
     for _ in range(repeats):
         for name, cmd in commands.items():
-            times[name].append(wall(cmd))
+            times[name].append(wall(cmd, env))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
 def record(target: str, measured: float, bound: float, unit: str = "x") -> None:
-    fmt = f"{measured:.2f}{unit}" if unit == "x" else f"{measured:,.0f} {unit}"
-    rows.append((target, fmt, f"<= {bound:g}{unit}" if unit == "x" else f"< {bound:,.0f} {unit}",
-                 "pass" if measured <= bound else "FAIL"))  # fmt: skip
+    if unit == "x":
+        fmt, limit = f"{measured:.2f}x", f"<= {bound:g}x"
+    elif unit == "s":
+        fmt, limit = f"{measured:.3f} s", f"<= {bound:g} s"
+    else:
+        fmt, limit = f"{measured:,.0f} {unit}", f"< {bound:,.0f} {unit}"
+    rows.append((target, fmt, limit, "pass" if measured <= bound else "FAIL"))
 
 
 def help_start_up(repeats: int) -> None:
@@ -132,6 +136,37 @@ def batch(repeats: int) -> None:
     }
     times = interleaved(commands, repeats)
     record("4. feynman.toml batch (100 x 4 x 10) vs `import torch, sympy`", times["batch"] / times["floor"], 3.0)
+
+
+def warm_server(repeats: int) -> None:
+    """Target 8: one-liners and a small batch through the warm server (the console script,
+    DIFFCLI_SERVER=only so that a fallback cannot pass for a warm answer), cold beside them."""
+    script = str(Path(PY).parent / "diffcli")
+    with tempfile.TemporaryDirectory(prefix="dcb") as directory:
+        os.chmod(directory, 0o700)
+        env = {k: v for k, v in os.environ.items() if k != "CI"}
+        env |= {"DIFFCLI_SERVER_DIR": directory, "DIFFCLI_SERVER": "only"}
+        subprocess.run([script, "server", "start"], env=env, check=True, capture_output=True)
+        commands = {"floor": [PY, "-c", "import torch, sympy"]}
+        for command in ("value", "grad", "hessian", "jvp"):
+            commands[command] = [script, command, EXPR, "--at", "x=1,y=2", "--format", "json"]
+        commands["batch"] = [script, "batch", "samples/seed.toml"]
+        cold = {"DIFFCLI_SERVER": "0"}
+        commands["cold grad"] = ["env", *(f"{k}={v}" for k, v in cold.items()), script, "grad", EXPR, "--at",
+                                 "x=1,y=2", "--format", "json"]  # fmt: skip
+        commands["cold batch"] = ["env", *(f"{k}={v}" for k, v in cold.items()), script, "batch", "samples/seed.toml"]
+        times = interleaved(commands, repeats, env)
+        status = subprocess.run([script, "server", "status"], env=env, capture_output=True, text=True).stdout
+        pid = int(status.split("pid ")[1].split(",")[0]) if "pid " in status else None
+        resident = _tree_rss(pid) / 1024 if pid else float("nan")
+        subprocess.run([script, "server", "stop"], env=env, capture_output=True)
+    for command in ("value", "grad", "hessian", "jvp"):
+        record(f"8. warm one-liner `{command}` (median wall time)", times[command], 0.15, "s")
+        record(f"8. warm one-liner `{command}` vs `import torch, sympy`", times[command] / times["floor"], 0.1)
+    record("8. warm `batch samples/seed.toml`", times["batch"], 0.4, "s")
+    rows.append(("8. cold (in-process) `grad` one-liner and seed.toml batch, for comparison",
+                 f"{times['cold grad']:.2f} s and {times['cold batch']:.2f} s", "-", "-"))  # fmt: skip
+    rows.append(("8. the idle warm server's resident memory", f"{resident:,.0f} MiB", "-", "-"))
 
 
 def peak_rss_mib(cmd: list[str]) -> float:
@@ -341,6 +376,7 @@ def main() -> None:
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     help_start_up(repeats)
     one_liners(repeats)
+    warm_server(repeats)
     grids(repeats)
     batch(repeats)
     memory(args.quick)
