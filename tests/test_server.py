@@ -69,17 +69,7 @@ def both(env, argv, stdin=None, cwd=SAMPLES):
     return warm, cold
 
 
-def _every_command_in_turn_in_every_format():
-    from diffcli.commands import COMMANDS, FORMATS
-
-    for k, (name, row) in enumerate(COMMANDS.items()):
-        expr = "[x y, sqrt(x)]" if row.vector else EXPR
-        extra = ["--wrt", "x,y"] if "wrt" in row.inputs else []
-        yield [name, expr, "--at", "x=0.5,y=2", "-f", FORMATS[k % len(FORMATS)], *extra], None
-
-
 CASES = [
-    *_every_command_in_turn_in_every_format(),
     (["jacobian", "[x y, sqrt(x)]", "--at", "x=0,y=1", "--mode", "reverse", "-f", "table"], None),
     (["grad", "log(x)", "--grid", "x=-1:1:101", "--summary", "-f", "table"], None),
     (["grad", "-", "--at", "x=1"], b"x^3\n"),
@@ -89,6 +79,7 @@ CASES = [
     (["grad", "2^2^2^2^2^2^2^2", "--at", "x=1"], None),  # a hostile constant
     (["batch", "seed.toml"], None),
     (["batch", "orders.toml", "-f", "csv"], None),
+    (["batch", "vectors.toml", "-f", "plain"], None),
 ]
 
 
@@ -122,6 +113,70 @@ def test_the_seed_sample_warm_is_what_it_is_in_process(warm):
                                 env={**env, "DIFFCLI_SERVER": "only"})  # fmt: skip
         here = CliRunner().invoke(cli, argv)
         assert (served.returncode, served.stdout, served.stderr) == (here.exit_code, here.stdout, here.stderr), line
+
+
+def _every_command_in_every_format():
+    from diffcli.commands import COMMANDS, FORMATS
+
+    for name, row in COMMANDS.items():
+        expr = "[x y, sqrt(x)]" if row.vector else EXPR
+        extra = ["--wrt", "x,y"] if "wrt" in row.inputs else []
+        for fmt in FORMATS:
+            yield [name, expr, "--at", "x=0.5,y=2", "--at", "x=0,y=1", "-f", fmt, *extra]
+
+
+def test_every_command_in_every_format_warm_is_what_it_is_in_process(warm, monkeypatch):
+    """Through the server (a subprocess) against click's runner in this process: the same
+    stdout, stderr and exit status."""
+    from click.testing import CliRunner
+
+    from diffcli.cli import cli
+
+    _, env = warm
+    monkeypatch.setenv("COLUMNS", env["COLUMNS"])
+    for argv in _every_command_in_every_format():
+        served = subprocess.run(command(*argv), capture_output=True, text=True, cwd=SAMPLES,
+                                env={**env, "DIFFCLI_SERVER": "only"})  # fmt: skip
+        here = CliRunner().invoke(cli, argv)
+        assert (served.returncode, served.stdout, served.stderr) == (here.exit_code, here.stdout, here.stderr), argv
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
+def test_a_killed_client_has_its_command_killed(warm):
+    _, env = warm
+    server = server_pid(env)
+    p = subprocess.Popen(command("hessian", EXPR, "--grid", "x=-1:1:2000", "--grid", "y=-1:1:2000", "--summary"),
+                         stdout=subprocess.DEVNULL, env={**env, "DIFFCLI_SERVER": "only"})  # fmt: skip
+    for _ in range(200):  # until the server has forked its child
+        if _children(server):
+            break
+        time.sleep(0.05)
+    assert _children(server)
+    p.kill()
+    p.wait()
+    for _ in range(200):  # the child (and its worker) go, and are reaped
+        if not _children(server):
+            break
+        time.sleep(0.05)
+    assert not _children(server)
+
+
+def test_a_client_that_ignores_ctrl_c_runs_to_the_end(warm):
+    _, env = warm
+    p = subprocess.Popen(command("grad", "x y", "--grid", "x=0:1:300", "--grid", "y=0:1:300", "--summary", "-f",
+                                 "json"), stdout=subprocess.PIPE, env={**env, "DIFFCLI_SERVER": "only"},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 0 and json.loads(out)["summary"]["points"] == 90_000
 
 
 def test_a_pipe_closed_early_is_141_both_ways(warm):
