@@ -19,8 +19,10 @@ Wire format (an AF_UNIX stream socket in a directory only this user can
 enter): the client sends one request, a 4-byte big-endian length and that
 many bytes of JSON, with its three standard descriptors attached to the first
 bytes (SCM_RIGHTS); the server side answers with lines of JSON: ``{"pid": N}``
-when the command starts, ``{"exit": N}`` when it ends (``{"stale": true}`` or
-nothing at all: run it here instead).
+when the command is ready to start, which the client confirms with one byte
+``g`` (a client that gave up waiting sends none, so a command never runs
+twice), and ``{"exit": N}`` when it ends (``{"stale": true}`` or nothing at
+all: run it here instead).
 """
 
 from __future__ import annotations
@@ -288,7 +290,11 @@ def through_server(argv: list[str]) -> int | None:
         lines = _Lines(sock)
         first = lines.next()
         if not first or "pid" not in first or not isinstance(first["pid"], int):
-            return None  # refused (busy, stale, another version): run it here
+            return None  # refused (busy, stale, another version), or too slow: run it here
+        try:
+            sock.sendall(b"g")  # go ahead (without it the child does not run the command)
+        except OSError:
+            return None
         sock.settimeout(None)
         _forward_signals(first["pid"])
         last = lines.next()

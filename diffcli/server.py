@@ -343,6 +343,11 @@ def _child(conn, ident: str, cold_threads: int) -> None:
     except OSError:
         return  # (the client runs it itself, and says what is wrong with its directory)
     _reply(conn, {"pid": os.getpid()})
+    try:  # the client's go-ahead: one that gave up waiting (and runs the command itself) sends none
+        if conn.recv(1) != b"g":
+            return
+    except OSError:
+        return
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
