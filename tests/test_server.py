@@ -148,7 +148,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(not list(Path("/proc/self/task").glob("*/children")), reason="needs Linux's /proc/PID/task/*/children")
+@pytest.mark.skipif(not list(Path("/proc/self/task").glob("*/children")), reason="needs /proc/PID/task/*/children")
 def test_a_killed_client_has_its_command_killed(warm):
     _, env = warm
     server = server_pid(env)
