@@ -472,3 +472,25 @@ def test_the_socket_is_private():
     finally:
         subprocess.run(command("server", "stop"), env=env, capture_output=True)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_hostile_input_is_refused_cleanly_through_the_server(warm, tmp_path):
+    """tests/test_hostile.py's cases, warm: exit 2, one clean error, nothing run, the server fine."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import test_hostile
+
+    _, env = warm
+    pid = server_pid(env)
+    sentinel = tmp_path / "pwned"
+    for param in test_hostile.cases():
+        args, stdin = param.values
+        args = [a.format(sentinel=sentinel) if "{sentinel}" in a else a for a in args]
+        argv = [args[0], *test_hostile.LIMITS, *args[1:]]
+        if any("\0" in a for a in argv):
+            continue  # (no process can be given a NUL in its arguments; the in-process test has these)
+        served = subprocess.run(command(*argv), input=stdin, capture_output=True, text=True,
+                                env={**env, "DIFFCLI_SERVER": "only"})  # fmt: skip
+        assert served.returncode == 2, (param.id, served.stderr)
+        assert served.stdout == "" and served.stderr.startswith("Error: "), param.id
+        assert "Traceback" not in served.stderr and not sentinel.exists(), param.id
+    assert server_pid(env) == pid
