@@ -90,7 +90,7 @@ def eligible(argv: list[str], environ: os._Environ | dict) -> bool:
     cannot be initialised before a fork) run here."""
     if not argv or not enabled(environ) or "_DIFFCLI_COMPLETE" in environ:
         return False
-    if not hasattr(socket, "AF_UNIX") or not hasattr(socket, "send_fds") or not hasattr(os, "fork"):
+    if not sys.platform.startswith("linux") or not hasattr(socket, "send_fds"):  # (SO_PEERCRED, /proc)
         return False
     if argv[0] in ("--no-server", "server", "--version", "-V") or any(a in ("--help", "-h") for a in argv):
         return False
