@@ -494,3 +494,34 @@ def test_hostile_input_is_refused_cleanly_through_the_server(warm, tmp_path):
         assert served.stdout == "" and served.stderr.startswith("Error: "), param.id
         assert "Traceback" not in served.stderr and not sentinel.exists(), param.id
     assert server_pid(env) == pid
+
+
+def _on_a_terminal(argv, env):
+    """(output, exit status) of the console script on a pseudo-terminal, as a person sees it."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(argv[0], argv, env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return out, os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="needs the installed console script")
+def test_on_a_terminal_the_table_and_its_colours_are_the_same(warm):
+    _, env = warm
+    env = {**env, "TERM": "xterm-256color", "COLUMNS": "90", "LINES": "40"}
+    for argv in (["hessian", "x^2 sin(y)", "--at", "x=1,y=2"], ["grad", "x^2 abs(y)", "--at", "x=1,y=0"]):
+        served = _on_a_terminal(command(*argv), {**env, "DIFFCLI_SERVER": "only"})
+        here = _on_a_terminal(command(*argv), {**env, "DIFFCLI_SERVER": "0"})
+        assert served == here and b"\x1b[" in served[0], argv  # (colour codes: it knew it was a terminal)
