@@ -5,7 +5,9 @@ start``. It listens on an AF_UNIX socket named after the client identity it
 serves (:func:`diffcli.client.identity`), in a directory only its user can
 enter, and checks the peer's uid on every connection (``SO_PEERCRED``).
 
-Each connection gets a forked child, which reads the request (with a time
+Each connection is handed to a child forked ahead of it (the "spare", which
+has already forked its symbolic worker, so both forks are off the call's
+path), or to a newly forked child, which reads the request (with a time
 limit, so a client that sends nothing delays no one), takes the client's
 standard streams, working directory, allowed environment variables, umask and
 resource limits, and runs the command line exactly as :func:`diffcli.cli.main`
@@ -104,6 +106,7 @@ class Server:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.children: dict[int, object] = {}  # pid -> the connection of its client
         self.pending: list = []  # connections waiting for a slot
+        self.spare: tuple[int, object] | None = None  # (pid, control socket) of the child forked ahead
         try:
             self.slots = max(int(os.environ.get("DIFFCLI_SERVER_JOBS", MAX_CHILDREN)), 1)
         except ValueError:
@@ -142,6 +145,7 @@ class Server:
 
         signal.signal(signal.SIGTERM, lambda *a: setattr(self, "stopping", True))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self._make_spare()
         last = time.monotonic()
         while not self.stopping:
             timeout = 0.05 if self.children else max(min(self.idle - (time.monotonic() - last), 1.0), 0.0)
@@ -163,6 +167,10 @@ class Server:
         self.close()
 
     def close(self) -> None:
+        if self.spare is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.spare[0], 9)
+            self.spare[1].close()
         try:
             if os.stat(self.path).st_ino == self.inode:  # still ours (not a successor's)
                 os.unlink(self.path)
@@ -182,26 +190,76 @@ class Server:
             return
         self.pending.append(conn)
 
-    def _dispatch(self) -> None:
-        """A child for each waiting connection, while there are slots."""
-        while self.pending and len(self.children) < self.slots:
-            conn = self.pending.pop(0)
-            count = threads()
-            if count != 1:  # torch (or anything) started a thread: forking now is not safe
-                _log(f"{count} threads: not forking; exiting so that the next call starts a fresh server")
+    def _fork(self):
+        """fork(), where it is safe: None (and the server on its way out) where it is not."""
+        count = threads()
+        if count != 1:  # torch (or anything) started a thread: forking now is not safe
+            _log(f"{count} threads: not forking; exiting so that the next call starts a fresh server")
+            self.stopping = True
+            return None
+        return os.fork()
+
+    def _in_child(self, keep) -> None:
+        """In a newly forked child: close what is the server's."""
+        self.listener.close()
+        for conn in [*self.pending, *self.children.values()]:
+            if conn is not keep:
                 conn.close()
-                self.stopping = True
+        if self.spare is not None and self.spare[1] is not keep:
+            self.spare[1].close()
+
+    def _make_spare(self) -> None:
+        """A child forked ahead of the next call, its symbolic worker already forked: the
+        call is handed to it, and its two forks are off the call's path."""
+        import socket
+
+        if self.spare is not None or self.stopping:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = self._fork()
+        if pid is None:
+            ours.close(), theirs.close()
+            return
+        if pid == 0:
+            try:
+                ours.close()
+                self._in_child(theirs)
+                _spare(theirs, self.ident, self.cold_threads)
+            finally:
+                os._exit(70)
+        theirs.close()
+        self.spare = (pid, ours)
+
+    def _dispatch(self) -> None:
+        """Each waiting connection to the spare child (else to a new child), while there are slots."""
+        import socket
+
+        while self.pending and len(self.children) < self.slots and not self.stopping:
+            conn = self.pending.pop(0)
+            if self.spare is not None:
+                pid, control = self.spare
+                self.spare = None
+                try:
+                    socket.send_fds(control, [b"c"], [conn.fileno()])
+                    self.children[pid] = conn
+                    control.close()
+                    continue
+                except OSError:  # it died: kill it, and fork one for this call
+                    control.close()
+                    with contextlib.suppress(OSError):
+                        os.killpg(pid, 9)
+            pid = self._fork()
+            if pid is None:
+                conn.close()
                 return
-            pid = os.fork()
             if pid == 0:
                 try:
-                    self.listener.close()
-                    for other in self.pending:
-                        other.close()
+                    self._in_child(conn)
                     _child(conn, self.ident, self.cold_threads)
                 finally:
                     os._exit(70)
             self.children[pid] = conn
+        self._make_spare()
 
     def _reap(self) -> None:
         import json
@@ -213,6 +271,10 @@ class Server:
                 return
             if pid == 0:
                 return
+            if self.spare is not None and pid == self.spare[0]:  # (it should not die unused)
+                self.spare[1].close()
+                self.spare = None
+                continue
             conn = self.children.pop(pid, None)
             if conn is None:
                 continue  # an orphaned worker (we are the subreaper)
@@ -314,11 +376,36 @@ def _standard_streams() -> None:
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
 
 
+def _spare(control, ident: str, cold_threads: int) -> None:
+    """A child forked ahead: it forks its symbolic worker (for the default limits, those of
+    nearly every call) and waits for the server to hand it a call's connection."""
+    import signal
+    import socket
+
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from diffcli import worker
+    from diffcli.limits import DEFAULT
+
+    worker.FORK = True
+    with contextlib.suppress(Exception):  # (a call starts its own where this one failed)
+        worker.isolated(DEFAULT).start()
+    try:
+        _, fds, _, _ = socket.recv_fds(control, 1, 1)
+    except OSError:
+        return
+    control.close()
+    if len(fds) != 1:
+        return  # the server went away
+    _child(socket.socket(fileno=fds[0]), ident, cold_threads)
+
+
 def _child(conn, ident: str, cold_threads: int) -> None:
     """One call, in a forked child: read it, take on the client's context, run it."""
     import signal
 
-    os.setpgid(0, 0)  # its own group: killed with its workers if the client goes
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)  # its own group: killed with its workers if the client goes
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     found = _read_request(conn)
