@@ -166,7 +166,8 @@ def warm_server(repeats: int) -> None:
     record("8. warm `batch samples/seed.toml`", times["batch"], 0.4, "s")
     rows.append(("8. cold (in-process) `grad` one-liner and seed.toml batch, for comparison",
                  f"{times['cold grad']:.2f} s and {times['cold batch']:.2f} s", "-", "-"))  # fmt: skip
-    rows.append(("8. the idle warm server's resident memory", f"{resident:,.0f} MiB", "-", "-"))
+    rows.append(("8. the warm server's processes' resident memory while idle (server, spare child, its worker)",
+                 f"{resident:,.0f} MiB", "-", "-"))  # fmt: skip
 
 
 def peak_rss_mib(cmd: list[str]) -> float:
