@@ -112,7 +112,6 @@ class Server:
         except ValueError:
             self.slots = MAX_CHILDREN
         self.stopping = False
-        self.thread_count = 1
         self.cold_threads = 1
 
     def bind(self) -> bool:
