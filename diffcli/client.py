@@ -308,7 +308,11 @@ def main() -> None:
     """The console script. ``DIFFCLI_SERVER=only`` never runs a command here: where the
     server cannot take it, that is an error (exit 3) instead (for tests and doubters)."""
     argv = sys.argv[1:]
-    code = through_server(argv) if eligible(argv, os.environ) else None
+    try:
+        code = through_server(argv) if eligible(argv, os.environ) else None
+    except KeyboardInterrupt:  # before the command started (after, Ctrl-C is forwarded to it)
+        os.write(2, b"Interrupted.\n")
+        os._exit(130)
     if code is None and os.environ.get("DIFFCLI_SERVER") == "only" and argv and argv[0] != "server":
         os.write(2, b"diffcli: DIFFCLI_SERVER=only, and the warm server did not take this command\n")
         os._exit(3)
