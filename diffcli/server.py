@@ -439,7 +439,10 @@ def _child(conn, ident: str, cold_threads: int) -> None:
         os.close(fd)
     _environment(request["env"])
     os.umask(request["umask"])
-    _resources(request["resources"])
+    if _resources(request["resources"]):  # tighter than the server's: the worker forked ahead is not under them
+        from diffcli import worker
+
+        worker.restart_all()
     if request["sigint_ignored"]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     _standard_streams()
@@ -470,18 +473,22 @@ def _environment(env: dict[str, str]) -> None:
             os.environ[key] = value
 
 
-def _resources(limits: dict[str, list[int]]) -> None:
-    """The client's limits, where they are tighter than ours (a limit cannot be raised)."""
+def _resources(limits: dict[str, list[int]]) -> bool:
+    """The client's limits, where they are tighter than ours (a limit cannot be raised):
+    whether any changed."""
     import resource
 
+    changed = False
     for name, (soft, hard) in limits.items():
         which = getattr(resource, name)
-        _, current_hard = resource.getrlimit(which)
+        before = resource.getrlimit(which)
         try:
             resource.setrlimit(which, (soft, hard))
         except (ValueError, OSError):
             with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(which, (min(soft, current_hard) if soft != -1 else current_hard, current_hard))
+                resource.setrlimit(which, (min(soft, before[1]) if soft != -1 else before[1], before[1]))
+        changed = changed or resource.getrlimit(which) != before
+    return changed
 
 
 def main(argv: list[str] | None = None) -> int:

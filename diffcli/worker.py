@@ -419,6 +419,13 @@ def isolated(limits: Limits = DEFAULT, index: int = 0) -> Isolated:
     return _workers[key]
 
 
+def restart_all() -> None:
+    """Stop every worker started so far (the next request starts one under the limits in
+    force now: the warm server's child, after it takes on its client's resource limits)."""
+    for backend in _workers.values():
+        backend.kill()
+
+
 def pool(size: int) -> list:
     """Backends for independent work: ``size`` workers like the current one (a batch
     sends its cases round-robin, so the SymPy work of two cases runs on two cores),

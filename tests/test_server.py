@@ -536,3 +536,21 @@ def test_on_a_terminal_the_table_and_its_colours_are_the_same(warm):
         served = _on_a_terminal(command(*argv), {**env, "DIFFCLI_SERVER": "only"})
         here = _on_a_terminal(command(*argv), {**env, "DIFFCLI_SERVER": "0"})
         assert served == here and b"\x1b[" in served[0], argv  # (colour codes: it knew it was a terminal)
+
+
+def test_the_callers_resource_limits_apply_warm(warm):
+    """A caller under `ulimit -v` (tighter than the server's): the command, and a worker
+    forked anew under that limit, answer as they do in-process."""
+    import resource
+
+    _, env = warm
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    argv = ["hessian", EXPR, "--at", "x=1,y=2", "-f", "json"]
+    served = subprocess.run(command(*argv), capture_output=True, preexec_fn=limited,
+                            env={**env, "DIFFCLI_SERVER": "only"})  # fmt: skip
+    here = subprocess.run(command(*argv), capture_output=True, preexec_fn=limited, env={**env, "DIFFCLI_SERVER": "0"})
+    assert (served.returncode, served.stdout, served.stderr) == (here.returncode, here.stdout, here.stderr)
+    assert served.returncode == 0
