@@ -382,6 +382,11 @@ def _autograd_vjp(f, columns: torch.Tensor, inputs: Inputs):
     return _points_first(value, m), _stacked([_filled(g, size, columns) for g in grads], size, columns), aux
 
 
+def _each_output(value: torch.Tensor, m: int) -> list[torch.Tensor]:
+    """The (P,) values of each output: the scalar EXPR's, or each of the m components'."""
+    return [value] if not m else list(value)
+
+
 def _nested_reverse(y: torch.Tensor, leaves: list, command: str, columns: torch.Tensor) -> list[torch.Tensor]:
     """y and its derivatives by ``leaves`` in turn (each one reverse pass through the graph
     of the one before), as (P,) tensors."""
@@ -399,7 +404,7 @@ def _autograd_diff(f, columns: torch.Tensor, inputs: Inputs):
     m = inputs.outputs
     value, xs, aux = _with_graph(f, columns, m)
     leaves = [xs[i] for i in inputs.wrt]
-    parts = [_nested_reverse(y, leaves, "diff", columns)[-1] for y in ([value] if not m else list(value))]
+    parts = [_nested_reverse(y, leaves, "diff", columns)[-1] for y in _each_output(value, m)]
     return _points_first(value, m), parts[0] if not m else torch.stack(parts, dim=1), aux
 
 
@@ -414,7 +419,7 @@ def _autograd_taylor(f, columns: torch.Tensor, inputs: Inputs):
     factorials = torch.tensor([math.factorial(k) for k in range(inputs.order + 1)], dtype=columns.dtype,
                               device=columns.device)  # fmt: skip
     series = [torch.stack(_nested_reverse(y, [s] * inputs.order, "taylor", columns)).T / factorials
-              for y in ([value] if not m else list(value))]  # fmt: skip
+              for y in _each_output(value, m)]  # fmt: skip
     return _points_first(value, m), series[0] if not m else torch.stack(series, dim=1), aux
 
 

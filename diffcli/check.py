@@ -271,14 +271,18 @@ def prepare(
     direction = _direction(row, "tangent", tangent, names, "variable", union, dtype)
     weights = _direction(row, "cotangent", cotangent, slots, "component", union, dtype)
     by_hand = min(_by_hand(at, grid, sample, points_csv, union), points.shape[0])
-    option = (lambda key: key) if union else (lambda key: f"--{key}")
-    by = _wrt(row, wrt, names, option("wrt"))
-    degree = _order(row, order, option("order"))
+    by = _wrt(row, wrt, names, _option("wrt", union))
+    degree = _order(row, order, _option("order", union))
     return Request(
         command, tree, names, points, direction, tolerance_for(dtype, rtol, atol), dtype, device,
         expression=str(typed), exact_rows=_exact_rows(precise, points.shape[0], by_hand), by_hand=by_hand,
         aux=lets, engine=engine, outputs=outputs, cotangent=weights, mode=mode, wrt=by, order=degree,
     )  # fmt: skip
+
+
+def _option(key: str, union: bool) -> str:
+    """How an input is named in messages: a suite case's key, or the command line's option."""
+    return key if union else f"--{key}"
 
 
 def _users(key: str) -> str:
@@ -343,7 +347,7 @@ def _direction(row, key: str, spec, slots, noun: str, union: bool, dtype: str) -
         if spec is not None:
             raise DiffcliError(f"--{key} only applies to {_users(key)}")
         return None
-    option = key if union else f"--{key}"  # a suite case's key, or the command line's option
+    option = _option(key, union)
     raw = resolve_point(spec, slots, option, noun) if spec is not None else (1.0,) * len(slots)
     return tuple(_as_dtype(np.array([raw], dtype=np.float64), dtype, slots, f"{option} has")[0].tolist())
 

@@ -345,9 +345,10 @@ def start_server(idle: float | None = None, wait: bool = False, say=None) -> int
         if say:
             say(f"diffcli: cannot start the server: {exc}")
         return 1
-    if wait and server_status() is not None:
+    running = server_status() if wait else None
+    if running is not None:
         if say:
-            say(f"already running: {server_status()}")
+            say(f"already running: {running}")
         return 0
     log = os.open(os.path.join(directory, "server.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:

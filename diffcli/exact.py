@@ -930,12 +930,7 @@ def _hessian_along_rays(point: _Point, f0: Num, extra: Extra) -> _Entries:
             elif j < i:  # symmetric
                 entries.copy_of(j * n + i)
             else:
-                label = f"∂²f/∂{point.variables[i]}∂{point.variables[j]}"
-                lacking = [first for first in (second[i], second[j]) if not first.coefficients]
-                if lacking:  # no first partial: no derivative of it either
-                    entries.collect(lacking[0], 1, label)
-                else:
-                    _mixed(point, i, j, second, f0, label, entries)
+                _mixed(point, i, j, second, f0, f"∂²f/∂{point.variables[i]}∂{point.variables[j]}", entries)
     return entries
 
 
@@ -966,13 +961,8 @@ def _diff_along_rays(point: _Point, f0: Num, extra: Extra) -> _Entries:
         entries.collect(point.directional(_unit(n, (axes[0], 1)), len(wrt), f0), len(wrt), label,
                         scale=math.factorial(len(wrt)))  # fmt: skip
     elif len(wrt) == 2:
-        i, j = axes
         second = {k: point.directional(_unit(n, (k, 1)), 2, f0) for k in axes}
-        lacking = [first for first in second.values() if not first.coefficients]
-        if lacking:
-            entries.collect(lacking[0], 1, label)
-        else:
-            _mixed(point, i, j, second, f0, label, entries)
+        _mixed(point, *axes, second, f0, label, entries)
     else:
         entries.missing(f"{label}: mixed partial derivatives of order 3 or more are not computed exactly at a "
                         "point where the expression switches or is not smooth", unknown=True)  # fmt: skip
@@ -1029,6 +1019,10 @@ def _mixed(point: _Point, i: int, j: int, second: dict, f0: Num, label: str, ent
     exist, neither does the mixed one: pieces that differ to second order near the point
     can hide between the four lines (log(1 + Min(tanh(x + y), Heaviside(x - y))**2) at 0)."""
     n, ar = len(point.variables), point.ar
+    lacking = [first for first in (second[i], second[j]) if not first.coefficients]
+    if lacking:  # no first partial: no derivative of it either
+        entries.collect(lacking[0], 1, label)
+        return
     plus = point.directional(_unit(n, (i, 1), (j, 1)), 2, f0)
     minus = point.directional(_unit(n, (i, 1), (j, -1)), 2, f0)
     for found in (plus, minus):

@@ -75,6 +75,7 @@ class Formulas:
         self._arrays_at: bytes = b""
         self._text: dict[Any, str] = {}  # printed once (a Hessian's mirrored entries are one formula)
         self._partials: dict[tuple[str, ...], Any] = {}  # diff's formulas, by the variables in order
+        self._directional: dict[tuple, list] = {}  # taylor's: (t . grad)^k f, k = 0, 1, ..., by tangent
 
     def text(self, expr) -> str:
         if expr not in self._text:
@@ -148,11 +149,12 @@ class Formulas:
         return self._partials[wrt]
 
     def taylor(self, tangent: tuple[float, ...], order: int) -> list[sympy.Expr]:
-        """c_k = (t . grad)^k f / k!, k = 0..order: the Taylor coefficients of f(p + s t) in s."""
-        derivatives = [self.expr]
-        for _ in range(order):
+        """c_k = (t . grad)^k f / k!, k = 0..order: the Taylor coefficients of f(p + s t) in s
+        (each directional derivative derived once per tangent, for every check and chunk)."""
+        derivatives = self._directional.setdefault(tangent, [self.expr])
+        while len(derivatives) <= order:
             derivatives.append(symbolic.directional(symbolic.gradient(derivatives[-1], self.ordered), tangent))
-        return [d / math.factorial(k) for k, d in enumerate(derivatives)]
+        return [d / math.factorial(k) for k, d in enumerate(derivatives[: order + 1])]
 
     def quantity(self, command: str, extra: Extra = NONE) -> Any:
         """SymPy's formulas of the command, in its shape."""

@@ -261,8 +261,6 @@ class Server:
         self._make_spare()
 
     def _reap(self) -> None:
-        import json
-
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -278,8 +276,7 @@ class Server:
             if conn is None:
                 continue  # an orphaned worker (we are the subreaper)
             if os.WIFSIGNALED(status):  # it could not say: we do (a normal end said it itself)
-                with contextlib.suppress(OSError):
-                    conn.sendall(json.dumps({"exit": 128 + os.WTERMSIG(status)}).encode() + b"\n")
+                _reply(conn, {"exit": 128 + os.WTERMSIG(status)})
             conn.close()
 
     def _watch_clients(self) -> None:
