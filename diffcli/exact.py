@@ -35,7 +35,7 @@ import mpmath
 import numpy as np
 
 from diffcli.commands import COMMANDS, NONE, Extra, partial_label
-from diffcli.expr import CHAINS, COMPARISONS, Node, short_text
+from diffcli.expr import CHAINS, COMPARISONS, Node, free_names, short_text
 from diffcli.language import DEFINITIONS
 from diffcli.parser import definition
 from diffcli.taylor import (
@@ -398,25 +398,75 @@ def _cbrt_near(ray, u):
 # -- the evaluator -------------------------------------------------------------------------
 
 
-class Evaluator:
-    """The tree evaluated on one algebra; ``switches`` records each switch's decision."""
+class _Within:
+    """A loop step's record of switch decisions: keyed by the switch and the step (a
+    switch in a loop decides once per step)."""
 
-    def __init__(self, algebra, variables: Sequence[str]):
+    def __init__(self, target: dict, context: tuple):
+        self.target, self.context = target, context
+
+    def __setitem__(self, node: Node, decision: object) -> None:
+        self.target[(node, self.context)] = decision
+
+
+class Evaluator:
+    """The tree evaluated on one algebra; ``switches`` records each switch's decision.
+
+    A loop's body is evaluated once per step by a child evaluator with the loop's name
+    bound (``own``): what does not use that name is its parent's, computed once. So an
+    iteration is followed step by step, and its derivatives (the jets' or the rays'
+    coefficients) are carried along: linear in the number of steps."""
+
+    def __init__(self, algebra, variables: Sequence[str], parent: Evaluator | None = None,
+                 own: tuple[str, object] | None = None, context: tuple = ()):  # fmt: skip
         self.alg = algebra
         self.ar: Arith = algebra.ar
-        self.index = {name: i for i, name in enumerate(variables)}
+        self.index = {name: i for i, name in enumerate(variables)} if parent is None else parent.index
         self.memo: dict[Node, object] = {}
-        self.switches: dict[Node, object] = {}
+        self.parent, self.own = parent, own
+        self.names: dict[Node, frozenset[str]] = {} if parent is None else parent.names  # free_names' memo
+        self.root: dict = {} if parent is None else parent.root
+        self.switches = self.root if parent is None else _Within(self.root, context)
+        self.context = context
 
     def __call__(self, node: Node):
+        if self.parent is not None and self.own[0] not in free_names(node, self.names):
+            return self.parent(node)
         if node not in self.memo:
             self.memo[node] = self._evaluate(node)
         return self.memo[node]
+
+    def _step(self, loop: Node, j: int, value) -> Evaluator:
+        return Evaluator(self.alg, (), self, (loop.text, value), (*self.context, (loop, j)))
+
+    def _loop(self, node: Node):
+        """The terms' sum or product (left to right), or the state after the steps."""
+        alg, ar, body = self.alg, self.ar, node.args[0]
+        at = "step {} of" if node.op == "iterate" else f"the term {node.text} = {{}} of"
+        j = 0
+        try:
+            if node.op == "iterate":
+                state = self(node.args[1])
+                for j in node.steps():
+                    state = self._step(node, j + 1, state)(body)
+                return state
+            result = None
+            for j in node.steps():
+                term = self._step(node, j, alg.constant(ar.exact(j)))(body)
+                result = term if result is None else (result + term if node.op == "sum" else result * term)
+        except Undefined as exc:
+            raise Undefined(f"{exc.reason} (at {at.format(j + (node.op == 'iterate'))} {short_text(node, 40)})") \
+                from None  # fmt: skip
+        return alg.constant(ar.exact(0 if node.op == "sum" else 1)) if result is None else result
 
     def _evaluate(self, node: Node):
         op, alg, ar = node.op, self.alg, self.ar
         if op in DEFINITIONS:  # log1p(x) as log(1 + x): its definition, evaluated exactly
             return self(definition(node))
+        if op == "bound":
+            return self.own[1]
+        if node.is_loop:
+            return self._loop(node)
         if op == "num":
             return alg.constant(ar.exact(_number(node.text)))
         if op == "var":
@@ -798,10 +848,11 @@ def _g(x: Num) -> str:
 
 
 def _switch(point: dict, right: dict, left: dict) -> Node | None:
-    """The first switch decided differently on the two sides (or at the point)."""
-    for node in {**right, **left}:
-        if len({repr(d[node]) for d in (point, right, left) if node in d}) > 1:
-            return node
+    """The first switch decided differently on the two sides (or at the point); in a loop,
+    at any one step."""
+    for key in {**right, **left}:
+        if len({repr(d[key]) for d in (point, right, left) if key in d}) > 1:
+            return key if isinstance(key, Node) else key[0]
     return None
 
 

@@ -17,12 +17,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from diffcli.language import LOOPS
+
 T = TypeVar("T")
 
 #: Operator node names; every other ``op`` is a function from the language.
 COMPARISONS = {"Lt": "<", "Le": "<=", "Gt": ">", "Ge": ">=", "Eq": "==", "Ne": "!="}
 LOGIC = ("And", "Or", "Not")
-LEAVES = ("num", "var", "const", "bool")
+#: ``bound`` is a name a loop binds (its index or state): not a variable of the function.
+LEAVES = ("num", "var", "const", "bool", "bound")
 #: Flat chains of one precedence level: operator character -> the binary node it stands for.
 CHAINS = {"Sum": {"+": "Add", "-": "Sub"}, "Product": {"*": "Mul", "/": "Div"}}
 
@@ -34,7 +37,11 @@ class Node:
     Leaves carry ``text``: the literal for ``num`` (as typed, exact), the
     name for ``var`` and ``const``, ``True``/``False`` for ``bool``. ``If``
     has args (value, condition, otherwise) and ``Piecewise`` alternates
-    value and condition. ``Sum`` is a chain of three or more terms joined by
+    value and condition. A loop (``sum``, ``prod``, ``iterate``: see
+    :data:`~diffcli.language.LOOPS`) holds the name it binds in ``text`` and has
+    args (body, first, last) for ``sum`` and ``prod`` and (step, init, steps) for
+    ``iterate``, the bounds as integer ``num`` leaves; inside the body that name is
+    a ``bound`` leaf. ``Sum`` is a chain of three or more terms joined by
     ``+`` and ``-`` (``text`` holds the operators, one per term after the first),
     ``Product`` one of factors joined by ``*`` and ``/``: one flat node instead of
     one level per operand, so a long series or product stays within the nesting
@@ -45,6 +52,15 @@ class Node:
     args: tuple[Node, ...] = ()
     text: str = ""
     span: tuple[int, int] = field(default=(0, 0), compare=False, repr=False)
+    # The hash, computed once from the operands' (every backend memoises by node, and a
+    # loop's body is looked up once per step): hashing would otherwise walk the subtree.
+    _hash: int = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.op, self.args, self.text)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def is_condition(self) -> bool:
@@ -57,6 +73,16 @@ class Node:
 
     def variables(self) -> set[str]:
         return {node.text for node in self.walk() if node.op == "var"}
+
+    @property
+    def is_loop(self) -> bool:
+        return self.op in LOOPS
+
+    def steps(self) -> range:
+        """A loop's runs of its body: the index values of ``sum``/``prod``, 0..n-1 for ``iterate``."""
+        if self.op == "iterate":
+            return range(int(self.args[2].text))
+        return range(int(self.args[1].text), int(self.args[2].text) + 1)
 
     def __str__(self) -> str:
         return to_text(self)
@@ -126,6 +152,9 @@ def to_text(node: Node) -> str:
         return _wrapped(left, level - 1) + _INFIX[op] + _wrapped(right, level)
     if op == "Vector":
         return f"[{', '.join(to_text(a) for a in args)}]"
+    if op in LOOPS:
+        body, *rest = (to_text(a) for a in args)
+        return f"{op}({body}, {node.text}, {', '.join(rest)})"
     if op == "Piecewise":
         pairs = [f"({to_text(v)}, {to_text(c)})" for v, c in zip(args[::2], args[1::2])]
         return f"Piecewise({', '.join(pairs)})"
@@ -145,6 +174,39 @@ def fold_chain(node: Node, operands: Sequence[T], table: Mapping[str, Callable[[
     for sign, operand in zip(node.text, operands[1:], strict=True):
         result = table[CHAINS[node.op][sign]](result, operand)
     return result
+
+
+def work(node: Node) -> int:
+    """Nodes evaluated to compute the tree once, a loop's body counted once per step
+    (the size of autodiff's tape, per point)."""
+    if node.is_loop:
+        return 1 + sum(work(a) for a in node.args[1:]) + len(node.steps()) * work(node.args[0])
+    return 1 + sum(work(a) for a in node.args)
+
+
+def free_names(node: Node, memo: dict[Node, frozenset[str]] | None = None) -> frozenset[str]:
+    """The names a subtree uses without binding them: its variables and the loop names
+    (index, state) bound outside it. A subtree without any is the same at every step of
+    every loop around it. ``memo`` keeps the answers for the subtrees (pass one dict to
+    ask about many nodes of one tree)."""
+    memo = {} if memo is None else memo
+    stack = [(node, False)]
+    while stack:  # post-order without recursion (a loop body may be deep)
+        n, ready = stack.pop()
+        if n in memo:
+            continue
+        if not ready:
+            stack.append((n, True))
+            stack.extend((a, False) for a in n.args if a not in memo)
+            continue
+        if n.op in ("var", "bound"):
+            memo[n] = frozenset((n.text,))
+        else:
+            names = frozenset().union(*(memo[a] for a in n.args))
+            if n.op in LOOPS:  # the index (state) is bound in the body (step) only
+                names = (memo[n.args[0]] - {n.text}).union(*(memo[a] for a in n.args[1:]))
+            memo[n] = names
+    return memo[node]
 
 
 def substitute(node: Node, bindings: dict[str, Node]) -> Node:

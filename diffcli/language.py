@@ -67,6 +67,24 @@ DEFINITIONS: dict[str, str] = {
     "hypot": "sqrt(a**2 + b**2)",
 }
 
+
+@dataclass(frozen=True)
+class Loop:
+    """A loop of the language: how it is called, and what its arguments are."""
+
+    usage: str  # how it is called, for messages and --help
+    bounds: tuple[str, ...]  # what its integer constant arguments after the bound name are
+    empty: str  # the value of a sum (product) of no terms, of 0 steps
+
+
+#: Loops: a body run for each value of a bound name (an index, or the state of an
+#: iteration), the bounds integer constants. See README "Loops".
+LOOPS: dict[str, Loop] = {
+    "sum": Loop("sum(f, k, a, b)", ("first index", "last index"), "0"),
+    "prod": Loop("prod(f, k, a, b)", ("first index", "last index"), "1"),
+    "iterate": Loop("iterate(step, s, init, n)", ("number of steps",), "init"),
+}
+
 #: Other spellings people type, mapped to the canonical name.
 ALIASES: dict[str, str] = {
     "arcsin": "asin",
@@ -81,6 +99,7 @@ ALIASES: dict[str, str] = {
     "min": "Min",
     "max": "Max",
     "ceil": "ceiling",
+    "product": "prod",
 }
 
 #: Named constants; ``e`` is an alias of ``E``, ``π`` of ``pi``. A name listed
@@ -89,15 +108,15 @@ CONSTANTS: dict[str, str] = {"pi": "pi", "π": "pi", "E": "E", "e": "E"}
 
 
 def canonical_function(name: str) -> str | None:
-    """The canonical name for a function spelling, or None if unknown."""
-    if name in FUNCTIONS:
+    """The canonical name for a function (or loop) spelling, or None if unknown."""
+    if name in FUNCTIONS or name in LOOPS:
         return name
     return ALIASES.get(name)
 
 
 def suggest(name: str, candidates: list[str] | None = None) -> str | None:
     """The closest known spelling, for 'did you mean' hints."""
-    pool = candidates if candidates is not None else [*FUNCTIONS, *ALIASES]
+    pool = candidates if candidates is not None else [*FUNCTIONS, *LOOPS, *ALIASES]
     found = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
     if not found:
         lowered = {c.lower(): c for c in pool}

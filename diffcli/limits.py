@@ -22,6 +22,10 @@ class Limits:
     max_constant_digits: int = (
         4_000  # estimated digits of a constant's exact value (Python's int-to-str limit is 4,300)
     )
+    max_terms: int = 100_000  # terms of one sum or prod (b - a + 1)
+    max_steps: int = 10_000  # steps of one iterate
+    max_runs: int = 1_000_000  # runs of loop bodies in one expression, nested loops multiplied
+    max_loop_depth: int = 8  # loops nested inside each other
     max_points: int = 50_000_000  # points in one check (--max-points)
     timeout: float = 5.0  # seconds of symbolic work per check (--timeout)
     max_memory_mb: int = 4_096  # address space of the symbolic worker, in MiB (--max-memory)

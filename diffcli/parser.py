@@ -20,11 +20,12 @@ import tokenize
 import unicodedata
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 
 from diffcli.commands import MAX_OUTPUTS
 from diffcli.errors import ParseError
-from diffcli.expr import COMPARISONS, Node, substitute
-from diffcli.language import CONSTANTS, DEFINITIONS, FUNCTIONS, canonical_function, suggest
+from diffcli.expr import CHAINS, COMPARISONS, Node, fold_chain, substitute
+from diffcli.language import CONSTANTS, DEFINITIONS, FUNCTIONS, LOOPS, canonical_function, suggest
 from diffcli.limits import DEFAULT, Limits
 
 _BINARY = {ast.Add: "Add", ast.Sub: "Sub", ast.Mult: "Mul", ast.Div: "Div", ast.Pow: "Pow", ast.Mod: "Mod"}
@@ -328,11 +329,16 @@ def _check_one_line(source: str) -> None:
 class _Builder:
     """Walks Python's syntax tree against the allowlist, building Nodes."""
 
-    def __init__(self, source: str, rewritten: _Rewritten, variables: frozenset[str]):
+    def __init__(self, source: str, rewritten: _Rewritten, variables: frozenset[str], limits: Limits = DEFAULT):
         self.source = source
         self.rewritten = rewritten
         self.variables = variables
+        self.limits = limits
         self._utf8 = rewritten.text.encode()
+        self.scope: list[str] = []  # the names bound by the loops around the node being built
+        self.bindings: list[tuple[str, ast.AST]] = []  # every bound name, where it is bound
+        self.runs_each = 1  # how often a body at this depth runs (the trips of the loops around it)
+        self.runs = 0  # loop body runs in the whole expression
 
     def span(self, node: ast.AST) -> tuple[int, int]:
         def column(byte_offset: int) -> int:
@@ -366,6 +372,8 @@ class _Builder:
 
     def name(self, node: ast.Name) -> Node:
         name = self.checked(node.id, node)
+        if name in self.scope:
+            return Node("bound", text=name, span=self.span(node))
         if name in self.variables:
             return Node("var", text=name, span=self.span(node))
         if name in CONSTANTS:
@@ -392,11 +400,84 @@ class _Builder:
             raise self.fail(f"unknown function '{given}' (did you mean '{hint}'?)", node.func)
         if node.keywords:
             raise self.fail(f"{given}() takes no keyword arguments", node.keywords[0].value)
+        if name in LOOPS:
+            return self.loop(node, name)
         if not FUNCTIONS[name].accepts(len(node.args)):
             raise self.fail(f"{given}() takes {FUNCTIONS[name].describe()}, got {len(node.args)}", node)
         if name == "Piecewise":
             return self.piecewise(node)
         return Node(name, tuple(self.real(arg) for arg in node.args), span=self.span(node))
+
+    def loop(self, node: ast.Call, op: str) -> Node:
+        """sum(f, k, a, b), prod(f, k, a, b), iterate(step, s, init, n): the name bound in the
+        body only, the bounds integer constants, the work bounded (see :class:`Limits`)."""
+        usage, limits = LOOPS[op].usage, self.limits
+        if len(node.args) != 4:
+            raise self.fail(f"{op}() takes 4 arguments, {usage}; got {len(node.args)}", node)
+        body, name_ast, *rest = node.args
+        name = self.bound_name(name_ast, op)
+        if len(self.scope) >= limits.max_loop_depth:
+            raise self.fail(f"loops are nested more than {limits.max_loop_depth} deep", node)
+        if op == "iterate":
+            init, steps_ast = rest
+            steps = self.integer(steps_ast, op, "number of steps")
+            if not 0 <= steps <= limits.max_steps:
+                raise self.fail(f"iterate() takes 0 to {limits.max_steps:,} steps, not {steps:,}", steps_ast)
+            trips, bounds = steps, (self.real(init), Node("num", text=str(steps), span=self.span(steps_ast)))
+        else:
+            first, last = (self.integer(a, op, what) for a, what in zip(rest, LOOPS[op].bounds))
+            trips = last - first + 1
+            if trips < 0:
+                raise self.fail(f"the last index of {op}() ({last}) is below the first ({first})", rest[1])
+            if trips > limits.max_terms:
+                raise self.fail(f"{op}() of {trips:,} terms (limit {limits.max_terms:,})", node)
+            bounds = tuple(Node("num", text=str(v), span=self.span(a)) for v, a in zip((first, last), rest))
+        self.runs += self.runs_each * trips
+        if self.runs > limits.max_runs:
+            raise self.fail(f"the loops run their bodies more than {limits.max_runs:,} times in all", node)
+        outer = self.runs_each
+        self.scope.append(name)
+        self.runs_each = outer * trips
+        try:
+            built = self.real(body)
+        finally:
+            self.scope.pop()
+            self.runs_each = outer
+        return Node(op, (built, *bounds), text=name, span=self.span(node))
+
+    def bound_name(self, node: ast.AST, op: str) -> str:
+        """The name a loop binds: a new name, not a variable, function, constant or an
+        enclosing loop's name."""
+        what = "index" if op != "iterate" else "state"
+        if not isinstance(node, ast.Name):
+            raise self.fail(f"the second argument of {op}() is the name of its {what}, {LOOPS[op].usage}", node)
+        name = self.checked(node.id, node)
+        clash = (
+            "a variable" if name in self.variables else
+            "a function" if canonical_function(name) else
+            "a constant" if name in CONSTANTS or name in ("True", "False", "None") else
+            "the name of a loop around it" if name in self.scope else None
+        )  # fmt: skip
+        if clash:
+            raise self.fail(f"the {what} of {op}() cannot be named '{name}': that is {clash}", node)
+        self.bindings.append((name, node))
+        return name
+
+    def integer(self, node: ast.AST, op: str, what: str) -> int:
+        """A loop's bound: an integer constant (arithmetic on numbers, such as 2^3)."""
+        value = _exact(self.real(node), self.limits)
+        if value is None or value.denominator != 1:
+            shown = f", not {value}" if value is not None else ", such as 10 or 2^3"
+            raise self.fail(f"the {what} of {op}() must be an integer constant{shown}", node)
+        return int(value)
+
+    def check_bindings(self, tree: Node) -> None:
+        """A name bound by a loop is not also a variable of the function elsewhere."""
+        used = tree.variables()
+        for name, where in self.bindings:
+            if name in used:
+                message = f"'{name}' is bound by a loop here and is a variable elsewhere: use another name for one"
+                raise self.fail(message, where)
 
     def piecewise(self, node: ast.Call) -> Node:
         args: list[Node] = []
@@ -519,10 +600,40 @@ def parse_expression(
     except (RecursionError, MemoryError):
         raise ParseError("the expression is nested too deeply", source, 0) from None
     _check_size(tree, source, limits)
-    builder = _Builder(source, rewritten, frozenset(variables))
+    builder = _Builder(source, rewritten, frozenset(variables), limits)
     result = builder.vector(tree.body) if vector and isinstance(tree.body, ast.List) else builder.real(tree.body)
+    builder.check_bindings(result)
     _check_constants(result, source, limits)
     return result
+
+
+_FRACTIONS_OPS = {"Add": Fraction.__add__, "Sub": Fraction.__sub__, "Mul": Fraction.__mul__,
+                  "Div": Fraction.__truediv__}  # fmt: skip
+
+
+def _exact(node: Node, limits: Limits) -> Fraction | None:
+    """A constant of arithmetic on numbers, exactly; None for anything else (or a
+    division by zero, or a power too large to be a loop's bound)."""
+    op, args = node.op, node.args
+    if op == "num":
+        return Fraction(node.text)
+    parts = [_exact(a, limits) for a in args]
+    if not args or any(p is None for p in parts):
+        return None
+    try:
+        if op == "Neg":
+            return -parts[0]
+        if op in CHAINS:
+            return fold_chain(node, parts, _FRACTIONS_OPS)
+        if op in _FRACTIONS_OPS:
+            return _FRACTIONS_OPS[op](*parts)
+        if op == "Pow" and parts[1].denominator == 1 and abs(parts[1]) <= 64:
+            base = parts[0]
+            if max(abs(base.numerator), base.denominator).bit_length() * abs(parts[1]) <= 64:
+                return base ** int(parts[1])
+    except ZeroDivisionError:
+        return None
+    return None
 
 
 # How constant sub-expressions' magnitudes combine (log10 of an upper bound).
@@ -541,7 +652,7 @@ def _magnitude(node: Node, limits: Limits, source: str) -> float | None:
     Sizes count both ways: 10**-5000 is as costly as 10**5000.
     """
     parts = [_magnitude(a, limits, source) for a in node.args]
-    if node.op == "var" or any(p is None for p in parts):
+    if node.op in ("var", "bound") or node.is_loop or any(p is None for p in parts):
         return None
     op = node.op
     if op == "num":

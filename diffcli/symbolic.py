@@ -30,7 +30,7 @@ from sympy.core.parameters import evaluate as sympy_evaluate
 from sympy.printing.numpy import NumPyPrinter
 
 from diffcli.errors import DiffcliError
-from diffcli.expr import CHAINS, COMPARISONS, LEAVES, Node, fold_chain, short_text
+from diffcli.expr import CHAINS, COMPARISONS, LEAVES, Node, fold_chain, free_names, short_text
 from diffcli.parser import expand
 
 
@@ -235,7 +235,7 @@ def number(text: str) -> sp.Rational:
 def _leaf(n: Node, symbols: Mapping[str, sp.Basic]) -> sp.Basic:
     if n.op == "num":
         return number(n.text)
-    if n.op == "var":
+    if n.op in ("var", "bound"):
         return symbols[n.text]
     if n.op == "const":
         return _CONSTANTS[n.text]
@@ -311,13 +311,20 @@ def to_sympy(
     evaluates one: its own evaluation fails on a few (``tanh(erfc(1e308))``)."""
     node = expand(node)
     memo: dict[Node, sp.Basic] = {}
+    names: dict[Node, frozenset[str]] = {}
 
     def build(n: Node) -> sp.Basic:
         if n not in memo:
             if n.op in LEAVES:
                 memo[n] = _leaf(n, symbols)
-            elif constant is not None and not n.variables() and not n.is_condition:
+            elif constant is not None and not free_names(n, names) and not n.is_condition:
                 memo[n] = constant(n)
+            elif n.is_loop:  # a function of the names it uses (see diffcli.loops)
+                from diffcli.loops import loop_function
+
+                used = tuple(sorted(free_names(n, names)))
+                indices = tuple(bool(symbols[name].is_integer) for name in used)
+                memo[n] = loop_function(n, used, indices)(*(symbols[name] for name in used))
             else:
                 memo[n] = _constant_safe(n, [build(a) for a in n.args])
         return memo[n]
@@ -428,57 +435,106 @@ def screen_vectorised(node: Node, variables: Sequence[str], points: np.ndarray) 
     """A :class:`Screen` of the expression at many points, in float64."""
     node = expand(node)
     columns = {name: np.ascontiguousarray(points[:, i]) for i, name in enumerate(variables)}
+    screen = _Screening(columns, points.shape[0])
     ones = np.ones(points.shape[0], dtype=bool)
-    values: dict[Node, np.ndarray] = {}
-    undefined, suspect = ~ones, ~ones
-    reason = np.full(points.shape[0], -1)
-    reasons: list[str] = []
+    screen.require(node, ones)
+    return Screen(screen.undefined, screen.suspect & ~screen.undefined, screen.reason, screen.reasons)
 
-    def value(n: Node) -> np.ndarray:
-        if n not in values:
-            if n.op == "var":
-                result = columns[n.text]
-            elif n.op in LEAVES:  # a scalar: x**2 then takes numpy's square, not a general power
-                result = np.float64(_leaf(n, {})) if n.op != "bool" else np.bool_(n.text == "True")
-            elif n.op in ("If", "Piecewise"):
-                pieces = _pieces(n)
-                conds = [np.broadcast_to(value(c), ones.shape) if c is not None else ones for _, c in pieces]
-                result = np.select(conds, [np.broadcast_to(value(p), ones.shape) for p, _ in pieces], default=math.nan)
-            elif n.op in CHAINS:  # left to right, as torch: an intermediate overflow counts
-                with np.errstate(all="ignore"):
-                    result = np.broadcast_to(fold_chain(n, [value(a) for a in n.args], _NUMPY_CHAIN), ones.shape)
-            else:
-                with np.errstate(all="ignore"):
-                    result = np.broadcast_to(_numpy_op(n.op, len(n.args))(*(value(a) for a in n.args)), ones.shape)
-            values[n] = result
-        return values[n]
 
-    def scale(n: Node) -> np.ndarray:
+class _Screening:
+    """The float64 values of the tree's nodes, and what they say about each point. In a
+    loop, each step's body is screened by a child with the loop's name bound (``own``),
+    which leaves what does not use the name to its parent."""
+
+    def __init__(self, columns: dict[str, np.ndarray], size: int, parent: _Screening | None = None,
+                 own: str | None = None):  # fmt: skip
+        self.columns, self.size = columns, size
+        self.ones = np.ones(size, dtype=bool)
+        self.values: dict[Node, np.ndarray] = {}
+        self.parent, self.own = parent, own
+        self.root: _Screening = self if parent is None else parent.root
+        self.names: dict[Node, frozenset[str]] = {} if parent is None else parent.names
+        if parent is None:
+            self.undefined, self.suspect = ~self.ones, ~self.ones
+            self.reason = np.full(size, -1)
+            self.reasons: list[str] = []
+
+    def _delegated(self, n: Node) -> bool:
+        return self.parent is not None and self.own not in free_names(n, self.names)
+
+    def value(self, n: Node) -> np.ndarray:
+        if self._delegated(n):
+            return self.parent.value(n)
+        if n not in self.values:
+            self.values[n] = self._compute(n)
+        return self.values[n]
+
+    def _compute(self, n: Node) -> np.ndarray:
+        ones = self.ones
+        if n.op in ("var", "bound"):
+            return self.columns[n.text]
+        if n.op in LEAVES:  # a scalar: x**2 then takes numpy's square, not a general power
+            return np.float64(_leaf(n, {})) if n.op != "bool" else np.bool_(n.text == "True")
+        if n.is_loop:
+            return self._loop(n, None)
+        if n.op in ("If", "Piecewise"):
+            pieces = _pieces(n)
+            conds = [np.broadcast_to(self.value(c), ones.shape) if c is not None else ones for _, c in pieces]
+            values = [np.broadcast_to(self.value(p), ones.shape) for p, _ in pieces]
+            return np.select(conds, values, default=math.nan)
+        with np.errstate(all="ignore"):
+            if n.op in CHAINS:  # left to right, as torch: an intermediate overflow counts
+                return np.broadcast_to(fold_chain(n, [self.value(a) for a in n.args], _NUMPY_CHAIN), ones.shape)
+            return np.broadcast_to(_numpy_op(n.op, len(n.args))(*(self.value(a) for a in n.args)), ones.shape)
+
+    def _loop(self, n: Node, where: np.ndarray | None) -> np.ndarray:
+        """The loop's value step by step; with ``where``, each step's body screened there too."""
+        body, size = n.args[0], self.size
+        if n.op == "iterate":
+            state = np.broadcast_to(self.value(n.args[1]), (size,))
+            for _ in n.steps():
+                state = self._step(n, state, body, where)
+            return state
+        total = np.full(size, 0.0 if n.op == "sum" else 1.0)
+        with np.errstate(all="ignore"):
+            for k in n.steps():
+                term = self._step(n, np.full(size, float(k)), body, where)
+                total = total + term if n.op == "sum" else total * term
+        return total
+
+    def _step(self, n: Node, bound: np.ndarray, body: Node, where: np.ndarray | None) -> np.ndarray:
+        child = _Screening({n.text: bound}, self.size, self, n.text)
+        if where is not None:
+            child.require(body, where)
+        return np.broadcast_to(child.value(body), (self.size,))
+
+    def scale(self, n: Node) -> np.ndarray:
         """The size of the numbers n was computed from: a sum's operands, or n itself."""
         if n.op in ("Add", "Sub", "Sum"):
-            return np.max([np.abs(np.broadcast_to(value(a), ones.shape)) for a in n.args], axis=0)
-        return np.abs(np.broadcast_to(value(n), ones.shape))
+            return np.max([np.abs(np.broadcast_to(self.value(a), self.ones.shape)) for a in n.args], axis=0)
+        return np.abs(np.broadcast_to(self.value(n), self.ones.shape))
 
-    def near(n: Node, where: np.ndarray, boundary: float = 0.0) -> np.ndarray:
+    def near(self, n: Node, where: np.ndarray, boundary: float = 0.0) -> np.ndarray:
         with np.errstate(all="ignore"):
-            return where & ~(np.abs(value(n) - boundary) > NEAR * np.maximum(scale(n), abs(boundary)))
+            return where & ~(np.abs(self.value(n) - boundary) > NEAR * np.maximum(self.scale(n), abs(boundary)))
 
-    def flag(where: np.ndarray, certain_reason: str | None = None) -> None:
+    def flag(self, where: np.ndarray, certain_reason: str | None = None) -> None:
         """Suspect points, or (with a reason) points certainly undefined: that wins over
         any doubt elsewhere on the path, and the innermost certain failure gives the reason."""
-        nonlocal undefined, suspect
-        where = where & ~undefined
+        root = self.root
+        where = where & ~root.undefined
         if certain_reason is None:
-            suspect = suspect | where
+            root.suspect = root.suspect | where
             return
         if where.any():
-            reasons.append(certain_reason)
-            reason[where] = len(reasons) - 1
-            undefined = undefined | where
+            root.reasons.append(certain_reason)
+            root.reason[where] = len(root.reasons) - 1
+            root.undefined = root.undefined | where
 
-    def switches(n: Node, where: np.ndarray) -> None:
+    def switches(self, n: Node, where: np.ndarray) -> None:
         """Points where a switch of n is at or near its boundary."""
-        op, args = n.op, n.args
+        op, args, value, scale, near, flag = n.op, n.args, self.value, self.scale, self.near, self.flag
+        ones = self.ones
         with np.errstate(all="ignore"):
             if op in COMPARISONS:
                 gap = np.abs(value(args[0]) - value(args[1]))
@@ -514,25 +570,30 @@ def screen_vectorised(node: Node, variables: Sequence[str], points: np.ndarray) 
                 outside = (b < -NEAR * scale(args[0])) & fractional
                 flag(where & np.broadcast_to(outside, ones.shape), f"{short_text(n)} is not real")
 
-    def require(n: Node, where: np.ndarray) -> None:
+    def require(self, n: Node, where: np.ndarray) -> None:
+        if self._delegated(n):
+            self.parent.require(n, where)
+            return
         if n.op in ("If", "Piecewise"):
             remaining = where
             for piece, cond in _pieces(n):
-                taken = remaining if cond is None else remaining & value(cond).astype(bool)
+                taken = remaining if cond is None else remaining & self.value(cond).astype(bool)
                 if cond is not None:
-                    require(cond, remaining)
-                require(piece, taken)
+                    self.require(cond, remaining)
+                self.require(piece, taken)
                 remaining = remaining & ~taken
-            flag(remaining, f"no piece of {short_text(n)} applies")
+            self.flag(remaining, f"no piece of {short_text(n)} applies")
             return
-        for a in n.args:
-            require(a, where)
-        switches(n, where)
+        if n.is_loop:  # its bounds, then each step's body
+            for a in n.args[1:]:
+                self.require(a, where)
+            self.values[n] = self._loop(n, where)
+        else:
+            for a in n.args:
+                self.require(a, where)
+            self.switches(n, where)
         if not n.is_condition:
-            flag(where & ~np.isfinite(value(n)))
-
-    require(node, ones)
-    return Screen(undefined, suspect & ~undefined, reason, reasons)
+            self.flag(where & ~np.isfinite(self.value(n)))
 
 
 def _exact_leaf(n: Node) -> bool:

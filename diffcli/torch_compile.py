@@ -10,6 +10,12 @@ branch is not taken, so the untaken branch contributes exactly zero to every
 derivative (``torch.where``'s own backward selects rather than multiplies, so
 the NaNs made inside the dead branch never reach the result).
 
+Loops run as Python loops: each step evaluates the body with the index (or the
+state) bound, and sub-expressions of the body that do not use it are computed
+once, outside the loop. Autograd records every step, so the tape grows linearly
+with the number of steps (:func:`diffcli.autodiff.points_per_chunk` takes fewer
+points at a time to keep it bounded).
+
 The function is pure torch and has no data-dependent Python control flow, so
 ``torch.func`` transforms (grad, hessian, jvp, vmap) compose over it.
 """
@@ -18,11 +24,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import reduce
 
 import torch
 
-from diffcli.expr import CHAINS, Node, fold_chain
+from diffcli.expr import CHAINS, Node, fold_chain, free_names
 
 Tensor = torch.Tensor
 
@@ -122,23 +129,42 @@ def _literal(node: Node) -> float | bool:
     return node.text == "True"
 
 
-class _Evaluation:
-    """One evaluation of the tree with one set of variable tensors."""
+@dataclass
+class _Tree:
+    """What every evaluation of one compiled tree shares."""
 
-    def __init__(self, env: dict[str, Tensor], constants: dict[Node, Tensor], exponents: dict[Node, float]):
+    constants: dict[Node, Tensor]
+    exponents: dict[Node, float]  # constant exponents to pass as Python numbers (forward mode)
+    like: Tensor  # a number of the dtype and device (a loop's index is made like it)
+    lift: Callable[[Tensor], Tensor] | None = None  # forward mode: a constant as a dual number
+    names: dict[Node, frozenset[str]] = field(default_factory=dict)  # free_names' memo
+    indices: frozenset[str] = frozenset()  # the names loops bind as an index (sum, prod)
+
+
+class _Evaluation:
+    """One evaluation of the tree with one set of variable tensors; in a loop's step, one
+    evaluation of its body with the loop's name bound (``parent`` evaluates everything
+    that does not use the name, once for all steps)."""
+
+    def __init__(
+        self, env: dict[str, Tensor], tree: _Tree, parent: _Evaluation | None = None, own: str | None = None
+    ):  # fmt: skip
         self.env = env
-        self.constants = constants
-        self.exponents = exponents  # constant exponents to pass as Python numbers (forward mode)
+        self.tree = tree
+        self.constants = tree.constants
+        self.parent, self.own = parent, own
         self.memo: dict[Node, Tensor] = {}
 
     def value(self, node: Node) -> Tensor:
+        if self.parent is not None and self.own not in free_names(node, self.tree.names):
+            return self.parent.value(node)
         found = self.memo.get(node)
         if found is None:
             found = self.memo[node] = self._compute(node)
         return found
 
     def _compute(self, node: Node) -> Tensor:
-        if node.op == "var":
+        if node.op in ("var", "bound"):
             return self.env[node.text]
         if node in self.constants:
             return self.constants[node]
@@ -151,9 +177,47 @@ class _Evaluation:
             return torch.stack(torch.broadcast_tensors(*(self.value(a) for a in node.args)))
         if node.op in CHAINS:
             return fold_chain(node, [self.value(a) for a in node.args], TORCH)
-        if node.op == "Pow" and node.args[1] in self.exponents:
-            return torch.pow(self.value(node.args[0]), self.exponents[node.args[1]])
+        if node.op == "Pow":
+            exponent = self._number(node.args[1])
+            if exponent is not None:
+                return torch.pow(self.value(node.args[0]), exponent)
+        if node.is_loop:
+            return self._loop(node)
         return TORCH[node.op](*(self.value(a) for a in node.args))
+
+    def _number(self, node: Node) -> float | None:
+        """An exponent as a Python number where it is one: a constant, or one of loop
+        indices only (x**k), so torch takes pow's scalar paths (a tensor exponent adds
+        log(base) * 0 = NaN to forward mode's tangent where the base is negative)."""
+        if node in self.tree.exponents:
+            return self.tree.exponents[node]
+        names = free_names(node, self.tree.names)
+        if names and names <= self.tree.indices and not node.variables():
+            return float(self.value(node).detach().item())
+        return None
+
+    def _index(self, k: int) -> Tensor:
+        like = self.tree.like
+        index = torch.tensor(float(k), dtype=like.dtype, device=like.device)
+        return index if self.tree.lift is None else self.tree.lift(index)
+
+    def _loop(self, node: Node) -> Tensor:
+        """A sum or product of the body's values over the index, left to right, or the
+        state after ``n`` steps."""
+        body, name = node.args[0], node.text
+        if node.op == "iterate":
+            state = self.value(node.args[1])
+            for _ in node.steps():
+                state = _Evaluation({name: state}, self.tree, self, name).value(body)
+            return state
+        combine = torch.add if node.op == "sum" else torch.mul
+        result: Tensor | None = None
+        for k in node.steps():
+            term = _Evaluation({name: self._index(k)}, self.tree, self, name).value(body)
+            result = term if result is None else combine(result, term)
+        if result is None:  # no terms
+            result = self._index(0 if node.op == "sum" else 1)
+        return result
 
     def _select(self, pieces: list[tuple[Node, Node | None]]) -> Tensor:
         """Piecewise: the first piece whose condition holds; NaN where none does."""
@@ -175,7 +239,8 @@ class _Evaluation:
 
     def _masked(self, take: Tensor) -> _Evaluation:
         env = {name: torch.where(take, x, x.detach()) for name, x in self.env.items()}
-        return _Evaluation(env, self.constants, self.exponents)
+        parent = None if self.parent is None else self.parent._masked(take)  # (in a loop: its inputs too)
+        return _Evaluation(env, self.tree, parent, self.own)
 
 
 class Compiled:
@@ -184,12 +249,8 @@ class Compiled:
     sub-expressions ``aux`` (computed in the same pass, so a sub-expression shared
     with the main expression costs nothing extra)."""
 
-    def __init__(
-        self, node: Node, names: list[str], constants: dict[Node, Tensor], aux: dict[str, Node],
-        exponents: dict[Node, float] | None = None,
-    ):  # fmt: skip
-        self.node, self.names, self.constants, self.aux = node, names, constants, aux
-        self.exponents = exponents or {}
+    def __init__(self, node: Node, names: list[str], tree: _Tree, aux: dict[str, Node]):
+        self.node, self.names, self.tree, self.aux = node, names, tree, aux
 
     def __call__(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         return self.of_columns([x[..., i] for i in range(len(self.names))])
@@ -198,7 +259,7 @@ class Compiled:
         """The same on one tensor per variable: contiguous columns are faster in eager mode
         and let torch.compile vectorise, and each can be its own autograd leaf."""
         env = dict(zip(self.names, columns, strict=True))
-        evaluation = _Evaluation(env, self.constants, self.exponents)
+        evaluation = _Evaluation(env, self.tree)
         return evaluation.value(self.node), {name: evaluation.value(tree) for name, tree in self.aux.items()}
 
     def for_forward_mode(self, dual: Callable[[Tensor], Tensor]) -> Compiled:
@@ -207,22 +268,16 @@ class Compiled:
         sends torch down a slow path that imports torch._dynamo, about 0.7 s). Constant
         exponents stay Python numbers (a dual exponent would add log(base) * 0 = NaN to
         the tangent of x**2 at x < 0)."""
-        constants = {n: dual(c) if c.is_floating_point() else c for n, c in self.constants.items()}
-        return Compiled(self.node, self.names, constants, self.aux, self.exponents)
+        constants = {n: dual(c) if c.is_floating_point() else c for n, c in self.tree.constants.items()}
+        return Compiled(self.node, self.names, replace(self.tree, constants=constants, lift=dual), self.aux)
 
 
-def _variable_free(roots: Sequence[Node]) -> dict[Node, bool]:
-    """Whether each sub-tree of the roots is free of variables, each decided once."""
-    free: dict[Node, bool] = {}
-
-    def visit(n: Node) -> bool:
-        if n not in free:
-            free[n] = n.op != "var" and all([visit(a) for a in n.args])
-        return free[n]
-
+def _variable_free(roots: Sequence[Node], names: dict[Node, frozenset[str]]) -> dict[Node, bool]:
+    """Whether each sub-tree of the roots is free of variables (and of the names loops
+    around it bind), each decided once; ``names`` gets free_names' answers."""
     for root in roots:
-        visit(root)
-    return free
+        free_names(root, names)
+    return {n: not used for n, used in names.items()}
 
 
 def _largest_constant_subtrees(roots: Sequence[Node], free: dict[Node, bool]) -> list[Node]:
@@ -248,13 +303,17 @@ def compile_torch(
     """Compile a checked tree (and named sub-expressions) for torch; see :class:`Compiled`."""
     aux = dict(aux or {})
     roots = (node, *aux.values())
-    free = _variable_free(roots)  # every distinct sub-tree, once
+    names: dict[Node, frozenset[str]] = {}
+    free = _variable_free(roots, names)  # every distinct sub-tree, once
     constants = {
         n: torch.tensor(_literal(n), dtype=torch.bool if n.op == "bool" else dtype, device=device)
         for n in free
         if n.op in ("num", "const", "bool")
     }
-    plain = _Evaluation({}, constants, {})
+    like = torch.zeros((), dtype=dtype, device=device)
+    indices = frozenset(n.text for n in free if n.op in ("sum", "prod"))
+    tree = _Tree(constants, {}, like, names=names, indices=indices)
+    plain = _Evaluation({}, tree)
     # Sub-expressions without variables computed once, here: in forward mode each is then
     # one dual number with a zero tangent, where evaluating it from dual leaves gave
     # 0 * inf = NaN tangents (sqrt(Min(1e-320, 0)) is constant 0, but sqrt' is infinite there).
@@ -263,5 +322,5 @@ def compile_torch(
     # Constant exponents as Python numbers: torch then takes its x*x, sqrt and
     # reciprocal fast paths (exact or correctly rounded), and torch.compile can
     # specialise them instead of calling a general vector pow.
-    exponents = {n.args[1]: plain.value(n.args[1]).item() for n in free if n.op == "Pow" and free[n.args[1]]}
-    return Compiled(node, list(variables), constants, aux, exponents)
+    tree.exponents.update({n.args[1]: plain.value(n.args[1]).item() for n in free if n.op == "Pow" and free[n.args[1]]})
+    return Compiled(node, list(variables), tree, aux)
