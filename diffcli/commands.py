@@ -72,6 +72,9 @@ class Command:
     #: ``combined``, for the cotangent's combination of the components, sum c_i f_i).
     reference: str = ""
     combined: bool = False
+    #: The order of the derivatives it takes (what the exact reference expands to, and
+    #: how much autodiff's tape holds per point).
+    order: Callable[[Extra], int] = lambda e: 1
 
     def __post_init__(self) -> None:
         if not self.reference:
@@ -155,7 +158,7 @@ COMMANDS: dict[str, Command] = {
     for c in (
         Command(
             "value", "value", "The value of EXPR at each point.", 'diffcli value "sqrt(x^2 + y^2)" --at x=3,y=4',
-            shape=lambda n, m, e: (m,) if m else (), entries=_value_entries,
+            shape=lambda n, m, e: (m,) if m else (), entries=_value_entries, order=lambda e: 0,
         ),
         Command(
             "grad", "gradient", "The gradient (and value) of EXPR at each point.",
@@ -165,7 +168,7 @@ COMMANDS: dict[str, Command] = {
         Command(
             "hessian", "Hessian", "The Hessian matrix of EXPR (of each component) at each point.",
             'diffcli hessian "x^3 y + exp(y)" --at x=1,y=0',
-            shape=lambda n, m, e: (m, n, n) if m else (n, n), entries=_hessian_entries,
+            shape=lambda n, m, e: (m, n, n) if m else (n, n), entries=_hessian_entries, order=lambda e: 2,
         ),
         Command(
             "jvp", "Jacobian-vector product", "The value and directional derivative of EXPR along --tangent.",
@@ -186,12 +189,13 @@ COMMANDS: dict[str, Command] = {
             "diff", "partial derivative", "A partial derivative of any order (1 to 10) of EXPR, by --wrt.",
             'diffcli diff "x^3 y^2" --at x=1,y=2 --wrt x:2,y',
             shape=lambda n, m, e: (m,) if m else (), entries=_diff_entries, inputs=("wrt",),
+            order=lambda e: len(e.wrt),
         ),
         Command(
             "taylor", "Taylor coefficients", "The coefficients c0..cN of f(p + s t) as a polynomial in s.",
             'diffcli taylor "exp(sin(x))" --at x=0 --order 6',
             shape=lambda n, m, e: (m, e.order + 1) if m else (e.order + 1,), entries=_taylor_entries,
-            inputs=("order", "tangent"),
+            inputs=("order", "tangent"), order=lambda e: e.order,
         ),
     )
 }  # fmt: skip

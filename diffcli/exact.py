@@ -916,7 +916,7 @@ def _quantity(point: _Point, command: str, f0: Num, extra: Extra) -> _Entries:
     if rule.from_jet is None:
         return rule.along_rays(point, f0, extra)
     try:
-        jet = point.jet(rule.order(extra), None if rule.free is None else rule.free(point, extra))
+        jet = point.jet(COMMANDS[command].order(extra), None if rule.free is None else rule.free(point, extra))
     except Awkward:
         return rule.along_rays(point, f0, extra)
     entries = _Entries()
@@ -1038,11 +1038,10 @@ def _taylor_along_rays(point: _Point, f0: Num, extra: Extra) -> _Entries:
 
 @dataclass(frozen=True)
 class _Rule:
-    """How the exact reference finds a command's derivative: the order of the Taylor
-    polynomial it needs, its entries from that polynomial where the function is smooth
-    (None: always along rays), and along rays where it may not be."""
+    """How the exact reference finds a command's derivative: its entries from the Taylor
+    polynomial of the command's order where the function is smooth (None: always along
+    rays), and along rays where it may not be."""
 
-    order: Callable[[Extra], int]
     from_jet: Callable | None
     along_rays: Callable
     free: Callable | None = None  # (point, extra) -> the variables the polynomial varies in (None: all)
@@ -1050,12 +1049,12 @@ class _Rule:
 
 #: The exact reference, per command (value is the point's value: see :func:`_attempt`).
 EXACT = {
-    "grad": _Rule(lambda e: 1, _grad_from_jet, _grad_along_rays),
-    "hessian": _Rule(lambda e: 2, _hessian_from_jet, _hessian_along_rays),
-    "jvp": _Rule(lambda e: 1, _jvp_from_jet, _jvp_along_rays),
-    "diff": _Rule(lambda e: len(e.wrt), _diff_from_jet, _diff_along_rays, _diff_variables),
+    "grad": _Rule(_grad_from_jet, _grad_along_rays),
+    "hessian": _Rule(_hessian_from_jet, _hessian_along_rays),
+    "jvp": _Rule(_jvp_from_jet, _jvp_along_rays),
+    "diff": _Rule(_diff_from_jet, _diff_along_rays, _diff_variables),
     # f(p + s t) as one series in s: the multivariate polynomial of order N is not needed
-    "taylor": _Rule(lambda e: e.order, None, _taylor_along_rays),
+    "taylor": _Rule(None, _taylor_along_rays),
 }
 
 

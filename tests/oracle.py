@@ -111,8 +111,20 @@ def value(node: Node, point: dict):
     op = node.op
     if op == "num":
         return mpmath.mpf(mpmath.fraction(*_ratio(node.text)))
-    if op == "var":
+    if op in ("var", "bound"):
         return point[node.text]
+    if node.is_loop:  # as a plain Python loop, the index (state) in the point
+        body = node.args[0]
+        if op == "iterate":
+            state = value(node.args[1], point)
+            for _ in node.steps():
+                state = value(body, {**point, node.text: state})
+            return state
+        total = mpmath.mpf(0 if op == "sum" else 1)
+        for k in node.steps():
+            term = value(body, {**point, node.text: mpmath.mpf(k)})
+            total = total + term if op == "sum" else total * term
+        return total
     if op == "const":
         return mp.pi if node.text == "pi" else mp.e
     if op == "bool":
