@@ -53,3 +53,8 @@ diffcli diff "x^3 y^2" --at x=1,y=2 --wrt x:2,y                 # exit 0
 diffcli taylor "exp(sin(x))" --at x=0 --order 6                 # exit 0
 # |x|³ has a second derivative at 0 (6|x| = 0) but no third: one-sided -6 and 6.
 diffcli diff "abs(x)^3" --at x=0 --wrt x:3                      # exit 0
+
+# Loops, differentiated through: 50 Newton steps for sqrt(2) (derivative 1/(2 sqrt(2))), and
+# the Hessian of a partial sum of exp's series on a grid.
+diffcli grad "iterate((s + x/s)/2, s, 1, 50)" --at x=2          # exit 0
+diffcli hessian "sum(x^k/factorial(k), k, 0, 20)" --grid x=-1:1:5  # exit 0

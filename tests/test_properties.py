@@ -400,6 +400,36 @@ def test_on_a_grid_through_boundaries_float64_is_trusted_only_where_it_agrees_wi
         np.testing.assert_allclose(a.reference, b.reference, rtol=1e-8, atol=1e-10, err_msg=f"{expr} at {a.point}")
 
 
+#: Loops around the awkward expressions: a switch met at some step (or term) only.
+LOOPED = [
+    "sum(({0})**k/factorial(k), k, 0, 3)", "prod(1 + ({0})/k, k, 1, 3)", "iterate(s/2 + ({0}), s, 0, 3)",
+    "iterate(Abs(s) - ({0}), s, x, 2)", "iterate(s*({0}) + y, s, x, 2)", "sum(Abs(({0}) - k/2), k, -2, 2)",
+    "iterate(Max(s, {0}) - 1/2, s, y, 2)",
+]  # fmt: skip
+looped_expressions = st.builds(lambda t, a: t.format(a), st.sampled_from(LOOPED), awkward_expressions)
+
+
+@settings(max_examples=40, deadline=None)
+@given(expr=looped_expressions, x=on_boundaries, y=on_boundaries, command=COMMANDS)
+def test_through_loops_the_reference_is_what_finite_differences_say(expr, x, y, command):
+    """The oracle runs the loop as a plain loop in mpmath; the exact reference follows it
+    with Taylor expansions and rays, step by step."""
+    _check_against_differences(command, expr, x, y)
+
+
+@settings(max_examples=10, deadline=None)
+@given(expr=looped_expressions, command=COMMANDS)
+def test_on_a_grid_through_loops_the_float64_reference_is_the_exact_one(expr, command):
+    grid = {"grid": ["x=-1:1:5", "y=-1:1:5"], "variables": "x,y"}
+    fast, exact = check(command, expr, **grid), check(command, expr, precise=True, **grid)
+    for i in range(len(fast)):
+        a, b = fast.result(i), exact.result(i)
+        if np.ravel(a.unknown).any() or np.ravel(b.unknown).any():
+            continue
+        np.testing.assert_array_equal(a.defined, b.defined, err_msg=f"{expr} at {a.point}")
+        np.testing.assert_allclose(a.reference, b.reference, rtol=1e-8, atol=1e-10, err_msg=f"{expr} at {a.point}")
+
+
 def _along(f, p, d, order):
     """The derivatives of orders 1..order along d, each None where it or a lower one does not exist."""
     out = []

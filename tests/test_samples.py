@@ -64,10 +64,13 @@ def _timeless(line: str) -> str:
     return re.sub(r" in \d+\.\d s$", " in ... s", line.rstrip())
 
 
-@pytest.mark.parametrize("suite", ["seed.toml", "feynman.toml", "vectors.toml", "orders.toml"])
+@pytest.mark.parametrize("suite", ["seed.toml", "feynman.toml", "vectors.toml", "orders.toml", "loops.toml"])
 def test_sample_suites_pass(suite):
     result = CliRunner().invoke(cli, ["batch", str(ROOT / "samples" / suite), "-f", "plain"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    # every check ok, but for "square if even", which has no derivative where it jumps
-    assert all(line.startswith("ok\t") or line.startswith("undefined\tsquare if even\t") for line in lines[:-1])
+    # every check ok, but for the cases with nothing to check at some point: "square if even"
+    # has no derivative where it jumps, and the step that divides by zero has no value there
+    undefined = ("square if even", "a step that divides by zero at step 2")
+    assert all(line.startswith("ok\t") or line.split("\t")[:2] in [["undefined", u] for u in undefined]
+               for line in lines[:-1])  # fmt: skip
