@@ -287,7 +287,8 @@ def test_grids_and_formats():
 def test_a_suite_of_loops(tmp_path):
     suite = tmp_path / "loops.toml"
     suite.write_text(
-        '[[case]]\nexpr = "sum(x^k/factorial(k), k, 0, 20)"\nat = [{ x = 0.5 }]\nexpect = { value = [1.6487212707001282] }\n'
+        '[[case]]\nexpr = "sum(x^k/factorial(k), k, 0, 20)"\nat = [{ x = 0.5 }]\n'
+        "expect = { value = [1.6487212707001282] }\n"
         '[[case]]\nexpr = "iterate((s + x/s)/2, s, 1, 8)"\nsample = { box = { x = [1, 4] }, n = 50 }\n'
     )
     result = CliRunner().invoke(cli, ["batch", str(suite), "--format", "json"])
