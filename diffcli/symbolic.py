@@ -482,10 +482,14 @@ class _Screening:
             conds = [np.broadcast_to(self.value(c), ones.shape) if c is not None else ones for _, c in pieces]
             values = [np.broadcast_to(self.value(p), ones.shape) for p, _ in pieces]
             return np.select(conds, values, default=math.nan)
+        args = [self.value(a) for a in n.args]
         with np.errstate(all="ignore"):
             if n.op in CHAINS:  # left to right, as torch: an intermediate overflow counts
-                return np.broadcast_to(fold_chain(n, [self.value(a) for a in n.args], _NUMPY_CHAIN), ones.shape)
-            return np.broadcast_to(_numpy_op(n.op, len(n.args))(*(self.value(a) for a in n.args)), ones.shape)
+                result = fold_chain(n, args, _NUMPY_CHAIN)
+            else:
+                result = _numpy_op(n.op, len(n.args))(*args)
+        # of constants and loop indices only: a scalar (factorial(k) once per term, not per point)
+        return result if all(np.ndim(a) == 0 for a in args) else np.broadcast_to(result, ones.shape)
 
     def _loop(self, n: Node, where: np.ndarray | None) -> np.ndarray:
         """The loop's value step by step; with ``where``, each step's body screened there too."""
@@ -498,11 +502,11 @@ class _Screening:
         total = np.full(size, 0.0 if n.op == "sum" else 1.0)
         with np.errstate(all="ignore"):
             for k in n.steps():
-                term = self._step(n, np.full(size, float(k)), body, where)
+                term = self._step(n, np.float64(k), body, where)  # (a scalar: factorial(k) once, not per point)
                 total = total + term if n.op == "sum" else total * term
         return total
 
-    def _step(self, n: Node, bound: np.ndarray, body: Node, where: np.ndarray | None) -> np.ndarray:
+    def _step(self, n: Node, bound, body: Node, where: np.ndarray | None) -> np.ndarray:
         child = _Screening({n.text: bound}, self.size, self, n.text)
         if where is not None:
             child.require(body, where)

@@ -129,6 +129,34 @@ def grids(repeats: int) -> None:
            times["jacobian"] / times["jacobian floor"], 2.0)  # fmt: skip
 
 
+#: The floor of the loop grid: SymPy's sum of the 100 terms, differentiated and lambdified
+#: to torch, on the same 10^5 points (the reference alone, no autodiff, no checking).
+FLOOR_SUM = """
+import sympy, torch
+x = sympy.Symbol("x", real=True)
+f = sympy.Add(*[x**k / sympy.factorial(k) for k in range(100)])
+fn = sympy.lambdify([x], [f.diff(x)], modules="torch", cse=True)
+out = fn(torch.linspace(-2, 2, 100000, dtype=torch.float64))
+"""
+
+
+def loops(repeats: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        floor = Path(tmp, "sum.py")
+        floor.write_text(FLOOR_SUM)
+        commands = {
+            "floor": [PY, "-c", "import torch, sympy"],
+            "iterate": diffcli("grad", "iterate((s + x/s)/2, s, 1, 1000)", "--at", "x=2", "--format", "json"),
+            "sum floor": [PY, str(floor)],
+            "sum": diffcli("grad", "sum(x^k/factorial(k), k, 0, 99)", "--grid", "x=-2:2:100000", "--summary",
+                           "--format", "json"),
+        }  # fmt: skip
+        times = interleaved(commands, repeats)
+    record("9. one-liner `grad` of 1,000 Newton steps (iterate) vs `import torch, sympy`",
+           times["iterate"] / times["floor"], 1.15)  # fmt: skip
+    record("9. 10^5-point grad grid of a 100-term sum vs lambdified-sum floor", times["sum"] / times["sum floor"], 1.5)
+
+
 def batch(repeats: int) -> None:
     commands = {
         "floor": [PY, "-c", "import torch, sympy"],
@@ -380,6 +408,7 @@ def main() -> None:
     warm_server(repeats)
     grids(repeats)
     batch(repeats)
+    loops(repeats)
     memory(args.quick)
     peers(10**6, repeats)
     gpu()
