@@ -517,14 +517,22 @@ class _Inductor:
         return value[:size], quantity[:size], {k: a[:size] for k, a in aux.items()}
 
     def _compile(self, example: torch.Tensor):
+        import torch._inductor.config as inductor
         from torch.fx.experimental.proxy_tensor import make_fx
 
+        # A loop is traced unrolled, and inductor inlines a value read a few times into each
+        # reader: through Newton steps, which read the state twice, that is 2**steps copies
+        # (10 steps took 100 s to compile, 20 did not finish). Storing every value read more
+        # than once keeps it linear (50 steps: 8 s).
+        unrolled = any(node.is_loop for node in self.f.node.walk())
+        settings = {"realize_reads_threshold": 1, "realize_opcount_threshold": 1} if unrolled else {}
         try:
             graph = make_fx(lambda c: _with_autograd(self.command, self.f, c, self.inputs))(example)
             graph.graph.eliminate_dead_code()  # forward mode leaves shape checks that return bools
             graph.recompile()
             fn = torch.compile(graph, fullgraph=True, dynamic=False)
-            fn(example)  # compiles now, so failures surface here
+            with inductor.patch(settings):
+                fn(example)  # compiles now, so failures surface here
         except Exception as error:  # inductor raises many kinds (no compiler, ...)
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise DiffcliError(f"--engine compiled: torch.compile failed ({reason}); use --engine autograd") from error

@@ -483,11 +483,10 @@ class _Screening:
             values = [np.broadcast_to(self.value(p), ones.shape) for p, _ in pieces]
             return np.select(conds, values, default=math.nan)
         args = [self.value(a) for a in n.args]
+        # a chain left to right, as torch: an intermediate overflow counts
+        apply = (lambda *a: fold_chain(n, a, _NUMPY_CHAIN)) if n.op in CHAINS else _numpy_op(n.op, len(n.args))
         with np.errstate(all="ignore"):
-            if n.op in CHAINS:  # left to right, as torch: an intermediate overflow counts
-                result = fold_chain(n, args, _NUMPY_CHAIN)
-            else:
-                result = _numpy_op(n.op, len(n.args))(*args)
+            result = apply(*args)
         # of constants and loop indices only: a scalar (factorial(k) once per term, not per point)
         return result if all(np.ndim(a) == 0 for a in args) else np.broadcast_to(result, ones.shape)
 

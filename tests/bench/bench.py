@@ -155,6 +155,19 @@ def loops(repeats: int) -> None:
     record("9. one-liner `grad` of 1,000 Newton steps (iterate) vs `import torch, sympy`",
            times["iterate"] / times["floor"], 1.15)  # fmt: skip
     record("9. 10^5-point grad grid of a 100-term sum vs lambdified-sum floor", times["sum"] / times["sum floor"], 1.5)
+    start = time.perf_counter()
+    peak = peak_rss_mib([PY, "-c", TAPE])
+    rows.append(("9. torch's gradient through 10,000 Newton steps on 10^5 points (autograd; time, peak RSS)",
+                 f"{time.perf_counter() - start:.1f} s, {peak:,.0f} MiB", "bounded", "-"))  # fmt: skip
+
+
+#: autodiff alone (the reference of 10,000 steps on 10^5 points is another matter): how the
+#: chunking bounds the tape that autograd records through every step.
+TAPE = """
+from diffcli import autodiff
+from diffcli.check import prepare
+autodiff.compute(prepare("grad", "iterate((s + x/s)/2, s, 1, 10000)", grid=["x=1:2:100000"]))
+"""
 
 
 def batch(repeats: int) -> None:
