@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import sympy as sp
@@ -214,17 +215,18 @@ def _coefficients_function(expr: sp.Expr, by: list[sp.Symbol], exponents, argume
     return symbolic._lambdify(arguments, formulas, cse=True, dummify=True)
 
 
-@cache
+@lru_cache(maxsize=64)
 def _propagator(
     loop: Node, names: tuple[str, ...], indices: frozenset[str], free: tuple[int, ...], order: int
 ) -> _Propagator:
     return _Propagator(loop, names, indices, free, order)
 
 
-#: The last Taylor coefficients computed for each loop function: (arrays, order, coefficients).
-#: A Hessian's formulas ask for every second derivative of a loop at the same points: one
-#: run of the loop serves them all.
-_LAST: dict[tuple, tuple] = {}
+#: The last Taylor coefficients computed for each loop function: (arrays, order, coefficients),
+#: for the loops used most recently. A Hessian's formulas ask for every second derivative of
+#: a loop at the same points: one run of the loop serves them all.
+_LAST: OrderedDict[tuple, tuple] = OrderedDict()
+_KEPT = 8
 
 
 def evaluate(
@@ -242,6 +244,9 @@ def evaluate(
         floats = [np.asarray(a, dtype=np.float64) for a in arrays]
         coefficients = _propagator(loop, names, bound, free, order).run(floats)
         _LAST[key] = last = (tuple(arrays), order, coefficients)
+        while len(_LAST) > _KEPT:
+            _LAST.popitem(last=False)
+    _LAST.move_to_end(key)
     beta = tuple(alpha[i] for i in free)
     scale = math.prod(math.factorial(k) for k in beta)
     return last[2][monomials(len(free), last[1]).index[beta]] * scale

@@ -47,3 +47,16 @@ def test_the_streamed_summary_on_the_device_equals_the_cpu_one():
     here = run_summary(prepare("hessian", EXPR, device=DEVICE, **grid)).summary()
     assert here["counts"] == on_cpu["counts"] and here["points"] == 210_000
     assert here["max_abs_err"]["value"] == pytest.approx(on_cpu["max_abs_err"]["value"], rel=1e-3, abs=1e-13)
+
+
+LOOPS = "iterate((s + x*x/s)/2, s, 1, 20) + sum(y^k/factorial(k), k, 0, 12)*prod(1 + x*y/k, k, 1, 4)"
+
+
+@pytest.mark.parametrize("engine", ["autograd", "func"])
+@pytest.mark.parametrize("command", ["value", "grad", "hessian", "jvp", "diff", "taylor"])
+def test_loops_on_the_device_agree_with_the_cpu(command, engine):
+    grid = {"grid": ["x=0.5:2:21", "y=-1:1:11"], **({"wrt": "x,y:2"} if command == "diff" else {})}
+    on_cpu = check(command, LOOPS, engine=engine, **grid)
+    here = check(command, LOOPS, engine=engine, device=DEVICE, **grid)
+    np.testing.assert_allclose(here.autodiff, on_cpu.autodiff, rtol=1e-12, atol=1e-14)
+    assert here.counts() == on_cpu.counts() == {"ok": 231}
