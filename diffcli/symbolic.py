@@ -452,12 +452,17 @@ class _Screening:
         self.ones = np.ones(size, dtype=bool)
         self.values: dict[Node, np.ndarray] = {}
         self.parent, self.own = parent, own
-        self.root: _Screening = self if parent is None else parent.root
         self.names: dict[Node, frozenset[str]] = {} if parent is None else parent.names
         if parent is None:
             self.undefined, self.suspect = ~self.ones, ~self.ones
             self.reason = np.full(size, -1)
             self.reasons: list[str] = []
+
+    @property
+    def root(self) -> _Screening:
+        """The screening the flags go to (a property, not an attribute: a reference to itself
+        would keep every chunk's values alive until the cyclic garbage collector ran)."""
+        return self if self.parent is None else self.parent.root
 
     def _delegated(self, n: Node) -> bool:
         return self.parent is not None and self.own not in free_names(n, self.names)
