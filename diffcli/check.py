@@ -37,7 +37,7 @@ from diffcli.commands import (
 from diffcli.errors import DiffcliError, ParseError
 from diffcli.expr import Node, substitute
 from diffcli.limits import DEFAULT, PRECISE_POINTS, Limits
-from diffcli.parser import check_name, parse_expression
+from diffcli.parser import check_loops, check_name, parse_expression
 from diffcli.points import PointSpec, resolve_point
 from diffcli.report import Reference, Report, Summary, quantity_shape
 from diffcli.verdict import MISMATCH, Tolerance, Verdicts, judge_many, tolerance_for
@@ -148,7 +148,11 @@ def bind(tree: Node, lets: Mapping[str, Node], limits: Limits = DEFAULT) -> tupl
 
     for name in lets:  # every definition is checked, used or not
         resolve(name, ())
-    return resolve(None, ()), trees
+    result = resolve(None, ())
+    problem = check_loops(result, limits) if lets else None  # (without lets the parser has checked)
+    if problem:
+        raise DiffcliError(f"with the let definitions substituted, {problem[0]}")
+    return result, trees
 
 
 def _depth(node: Node) -> int:

@@ -24,7 +24,7 @@ class Limits:
     )
     max_terms: int = 100_000  # terms of one sum or prod (b - a + 1)
     max_steps: int = 10_000  # steps of one iterate
-    max_runs: int = 1_000_000  # runs of loop bodies in one expression, nested loops multiplied
+    max_work: int = 10_000_000  # nodes evaluated per point, a loop's body once per step (nested loops multiply)
     max_loop_depth: int = 8  # loops nested inside each other
     max_points: int = 50_000_000  # points in one check (--max-points)
     timeout: float = 5.0  # seconds of symbolic work per check (--timeout)

@@ -24,7 +24,7 @@ from fractions import Fraction
 
 from diffcli.commands import MAX_OUTPUTS
 from diffcli.errors import ParseError
-from diffcli.expr import CHAINS, COMPARISONS, Node, fold_chain, substitute
+from diffcli.expr import CHAINS, COMPARISONS, Node, fold_chain, substitute, work
 from diffcli.language import CONSTANTS, DEFINITIONS, FUNCTIONS, LOOPS, canonical_function, suggest
 from diffcli.limits import DEFAULT, Limits
 
@@ -337,8 +337,6 @@ class _Builder:
         self._utf8 = rewritten.text.encode()
         self.scope: list[str] = []  # the names bound by the loops around the node being built
         self.bindings: list[tuple[str, ast.AST]] = []  # every bound name, where it is bound
-        self.runs_each = 1  # how often a body at this depth runs (the trips of the loops around it)
-        self.runs = 0  # loop body runs in the whole expression
 
     def span(self, node: ast.AST) -> tuple[int, int]:
         def column(byte_offset: int) -> int:
@@ -432,17 +430,11 @@ class _Builder:
             if trips > limits.max_terms:
                 raise self.fail(f"{op}() of {trips:,} terms (limit {limits.max_terms:,})", node)
             bounds = tuple(Node("num", text=str(v), span=self.span(a)) for v, a in zip((first, last), rest))
-        self.runs += self.runs_each * trips
-        if self.runs > limits.max_runs:
-            raise self.fail(f"the loops run their bodies more than {limits.max_runs:,} times in all", node)
-        outer = self.runs_each
         self.scope.append(name)
-        self.runs_each = outer * trips
         try:
             built = self.real(body)
         finally:
             self.scope.pop()
-            self.runs_each = outer
         return Node(op, (built, *bounds), text=name, span=self.span(node))
 
     def bound_name(self, node: ast.AST, op: str) -> str:
@@ -472,12 +464,17 @@ class _Builder:
         return int(value)
 
     def check_bindings(self, tree: Node) -> None:
-        """A name bound by a loop is not also a variable of the function elsewhere."""
+        """A name bound by a loop is not also a variable of the function elsewhere, and the
+        loops' work is within the limit."""
         used = tree.variables()
         for name, where in self.bindings:
             if name in used:
                 message = f"'{name}' is bound by a loop here and is a variable elsewhere: use another name for one"
                 raise self.fail(message, where)
+        problem = check_loops(tree, self.limits)
+        if problem:
+            message, heaviest = problem
+            raise ParseError(message, self.source, *heaviest.span)
 
     def piecewise(self, node: ast.Call) -> Node:
         args: list[Node] = []
@@ -568,6 +565,28 @@ class _Builder:
         if not built.is_condition:
             raise self.fail("expected a condition here (a comparison, and/or/not, True or False)", node)
         return built
+
+
+def check_loops(tree: Node, limits: Limits = DEFAULT) -> tuple[str, Node] | None:
+    """Why a tree's loops are refused (and the heaviest loop), or None: a name bound by a
+    loop that is also a variable (a ``let`` definition can bring one in), or more work
+    per point than :attr:`Limits.max_work`. The work is counted, never enumerated, so
+    loops nested a thousand deep in each other cost nothing to judge."""
+    loops = [n for n in tree.walk() if n.is_loop]
+    if not loops:
+        return None
+    clash = {n.text for n in loops} & tree.variables()
+    if clash:
+        name = sorted(clash)[0]
+        bound = next(n for n in loops if n.text == name)
+        return f"'{name}' is bound by a loop and is also a variable: use another name for one", bound
+    total = work(tree)
+    if total > limits.max_work:
+        heaviest = max(loops, key=work)
+        message = (f"the expression evaluates {total:,} nodes per point, a loop's body once per step "
+                   f"(limit {limits.max_work:,}): fewer terms or steps, or a smaller body")  # fmt: skip
+        return message, heaviest
+    return None
 
 
 def parse_expression(
