@@ -70,6 +70,15 @@ RESOURCES = [
     "sin(" * 250 + "x" + ")" * 250,
     "-" * 5000 + "x",
     "x" + "+x" * 3000,
+    # loops: sizes known at parse time, refused before anything runs
+    "sum(x, k, 1, 10**9)",
+    "iterate(s*x, s, 1, 10**6)",
+    "sum(sum(sum(sum(x*i*j*k*m, i, 1, 100), j, 1, 100), k, 1, 100), m, 1, 100)",
+    "sum(x, k, 1, 2**10**7)",
+    "sum(x, k, 1, 10**400)",
+    "x*" + "sum(" * 9 + "x" + "".join(f", k{i}, 1, 2)" for i in range(9)),
+    "sum(x, x, 1, 3)",
+    "sum(x, k, 1, sqrt(2))",
 ]
 
 SYNTAX = ["x +", "(x", "x)", "x * * y", "1 2", "x, y", "", "   ", "x = 1", "x ==", "if x", "2 **", "x 2", "sin()",
@@ -129,6 +138,8 @@ SLOW_SYMBOLIC = [  # symbolic work that cannot finish in the time or memory allo
     ["grad", "--max-memory", "64", "--at", "x=1", "--", "x^2"],
     ["hessian", "--timeout", "0.05", "--at", "x=0.5", "--", "sin(" * 60 + "x" + ")" * 60],
     ["grad", "--timeout", "0.05", "--at", "x=0.5", "--", "+".join(f"sin(x**{i})*exp(x/{i})" for i in range(1, 150))],
+    ["hessian", "--timeout", "0.5", "--at", "x=2", "--", "iterate((s + x/s)/2, s, 1, 10000)"],
+    ["grad", "--timeout", "0.5", "--at", "x=2", "--", "iterate(s^2, s, x, 10000)"],
 ]
 
 
