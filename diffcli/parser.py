@@ -461,6 +461,8 @@ class _Builder:
         if value is None or value.denominator != 1:
             shown = f", not {value}" if value is not None else ", such as 10 or 2^3"
             raise self.fail(f"the {what} of {op}() must be an integer constant{shown}", node)
+        if abs(value) > 2**53:  # an index is a float64 in torch and numpy: exact up to 2**53
+            raise self.fail(f"the {what} of {op}() must be at most 2^53 in size", node)
         return int(value)
 
     def check_bindings(self, tree: Node) -> None:

@@ -79,6 +79,7 @@ RESOURCES = [
     "x*" + "sum(" * 9 + "x" + "".join(f", k{i}, 1, 2)" for i in range(9)),
     "sum(x, x, 1, 3)",
     "sum(x, k, 1, sqrt(2))",
+    "sum(x/k, k, 1e400, 1e400 + 2)",
 ]
 
 SYNTAX = ["x +", "(x", "x)", "x * * y", "1 2", "x, y", "", "   ", "x = 1", "x ==", "if x", "2 **", "x 2", "sin()",
