@@ -441,15 +441,20 @@ def screen_vectorised(node: Node, variables: Sequence[str], points: np.ndarray) 
     return Screen(screen.undefined, screen.suspect & ~screen.undefined, screen.reason, screen.reasons)
 
 
+#: Terms times points of a sum screened at once.
+_TERMS_AT_ONCE = 1 << 18
+
+
 class _Screening:
     """The float64 values of the tree's nodes, and what they say about each point. In a
     loop, each step's body is screened by a child with the loop's name bound (``own``),
     which leaves what does not use the name to its parent."""
 
     def __init__(self, columns: dict[str, np.ndarray], size: int, parent: _Screening | None = None,
-                 own: str | None = None):  # fmt: skip
+                 own: str | None = None, terms: int = 0):  # fmt: skip
         self.columns, self.size = columns, size
-        self.ones = np.ones(size, dtype=bool)
+        # (terms, size) for a block of a sum's terms screened at once, the index down the first axis
+        self.ones = np.ones((terms, size) if terms else size, dtype=bool)
         self.values: dict[Node, np.ndarray] = {}
         self.parent, self.own = parent, own
         self.names: dict[Node, frozenset[str]] = {} if parent is None else parent.names
@@ -492,29 +497,36 @@ class _Screening:
         apply = (lambda *a: fold_chain(n, a, _NUMPY_CHAIN)) if n.op in CHAINS else _numpy_op(n.op, len(n.args))
         with np.errstate(all="ignore"):
             result = apply(*args)
-        # of constants and loop indices only: a scalar (factorial(k) once per term, not per point)
-        return result if all(np.ndim(a) == 0 for a in args) else np.broadcast_to(result, ones.shape)
+        # no wider than the operands: of constants and loop indices only, a scalar or a column
+        # of the indices (factorial(k) once per term, not once per point)
+        return np.broadcast_to(result, np.broadcast_shapes(*(np.shape(a) for a in args)))
 
     def _loop(self, n: Node, where: np.ndarray | None) -> np.ndarray:
-        """The loop's value step by step; with ``where``, each step's body screened there too."""
-        body, size = n.args[0], self.size
+        """The loop's value step by step; with ``where``, each step's body screened there too.
+        A sum's (product's) terms are independent: blocks of them are screened at once, the
+        index a column (K, 1) against the points, and added (multiplied) left to right."""
+        body, shape, steps = n.args[0], self.ones.shape, n.steps()
         if n.op == "iterate":
-            state = np.broadcast_to(self.value(n.args[1]), (size,))
-            for _ in n.steps():
+            state = np.broadcast_to(self.value(n.args[1]), shape)
+            for _ in steps:
                 state = self._step(n, state, body, where)
             return state
-        total = np.full(size, 0.0 if n.op == "sum" else 1.0)
+        total = np.full(shape, 0.0 if n.op == "sum" else 1.0)
+        block = max(1, _TERMS_AT_ONCE // self.ones.size) if self.ones.ndim == 1 else 1
         with np.errstate(all="ignore"):
-            for k in n.steps():
-                term = self._step(n, np.float64(k), body, where)  # (a scalar: factorial(k) once, not per point)
-                total = total + term if n.op == "sum" else total * term
+            for start in range(steps.start, steps.stop, block):
+                ks = np.arange(start, min(start + block, steps.stop), dtype=np.float64)
+                bound = ks.reshape(-1, 1) if block > 1 else np.float64(start)  # (a scalar: factorial(k) once)
+                terms = self._step(n, bound, body, where, len(ks) if block > 1 else 0)
+                for term in terms if block > 1 else [terms]:
+                    total = total + term if n.op == "sum" else total * term
         return total
 
-    def _step(self, n: Node, bound, body: Node, where: np.ndarray | None) -> np.ndarray:
-        child = _Screening({n.text: bound}, self.size, self, n.text)
+    def _step(self, n: Node, bound, body: Node, where: np.ndarray | None, terms: int = 0) -> np.ndarray:
+        child = _Screening({n.text: bound}, self.size, self, n.text, terms)
         if where is not None:
             child.require(body, where)
-        return np.broadcast_to(child.value(body), (self.size,))
+        return np.broadcast_to(child.value(body), child.ones.shape)
 
     def scale(self, n: Node) -> np.ndarray:
         """The size of the numbers n was computed from: a sum's operands, or n itself."""
@@ -530,6 +542,8 @@ class _Screening:
         """Suspect points, or (with a reason) points certainly undefined: that wins over
         any doubt elsewhere on the path, and the innermost certain failure gives the reason."""
         root = self.root
+        while where.ndim > 1:  # a block of terms: flagged where any term is
+            where = where.any(axis=0)
         where = where & ~root.undefined
         if certain_reason is None:
             root.suspect = root.suspect | where
