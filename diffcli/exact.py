@@ -440,23 +440,26 @@ class Evaluator:
         return Evaluator(self.alg, (), self, (loop.text, value), (*self.context, (loop, j)))
 
     def _loop(self, node: Node):
-        """The terms' sum or product (left to right), or the state after the steps."""
+        """The terms' sum or product (left to right), or the state after the steps; where one
+        has no value, the reason says which (not the initial value's: that is no step)."""
         alg, ar, body = self.alg, self.ar, node.args[0]
-        at = "step {} of" if node.op == "iterate" else f"the term {node.text} = {{}} of"
-        j = 0
+        at = ""
         try:
             if node.op == "iterate":
                 state = self(node.args[1])
                 for j in node.steps():
+                    at = f"step {j + 1} of"
                     state = self._step(node, j + 1, state)(body)
                 return state
             result = None
-            for j in node.steps():
-                term = self._step(node, j, alg.constant(ar.exact(j)))(body)
+            for k in node.steps():
+                at = f"the term {node.text} = {k} of"
+                term = self._step(node, k, alg.constant(ar.exact(k)))(body)
                 result = term if result is None else (result + term if node.op == "sum" else result * term)
         except Undefined as exc:
-            raise Undefined(f"{exc.reason} (at {at.format(j + (node.op == 'iterate'))} {short_text(node, 40)})") \
-                from None  # fmt: skip
+            if not at:
+                raise
+            raise Undefined(f"{exc.reason} (at {at} {short_text(node, 40)})") from None
         return alg.constant(ar.exact(0 if node.op == "sum" else 1)) if result is None else result
 
     def _evaluate(self, node: Node):

@@ -192,7 +192,7 @@ class _Evaluation:
         if node in self.tree.exponents:
             return self.tree.exponents[node]
         names = free_names(node, self.tree.names)
-        if names and names <= self.tree.indices and not node.variables():
+        if names and names <= self.tree.indices:  # (so no variable)
             return float(self.value(node).detach().item())
         return None
 
