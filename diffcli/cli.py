@@ -378,6 +378,73 @@ def batch_command(files, checks, junit, shard, fmt, debug, **options) -> None:
     sys.exit(outcome)
 
 
+@cli.command(
+    "plot",
+    cls=ExpressionCommand,
+    context_settings=CONTEXT,
+    epilog=EXIT_HELP,
+    help="Draw EXPR and its checked derivatives along one --grid (curves) or over two (heatmaps), or "
+    "EXPR's Taylor polynomials (--taylor), marking where autodiff parts from the reference.\n\n"
+    'Needs matplotlib: pip install "diffcli[plot]".\n\n'
+    "\b\nExamples:\n"
+    '  diffcli plot "x^2 sin(3 x)" --grid x=-3:3:401 --checks value,grad,hessian\n'
+    '  diffcli plot "exp(-x^2 - y^2)" --grid x=-2:2:81 --grid y=-2:2:81 --out map.svg\n'
+    '  diffcli plot "sin(x)" --taylor --at x=0 --order 7 --grid x=-6:6:301',
+)
+@click.argument("expr")
+@click.option(
+    "--grid",
+    multiple=True,
+    required=True,
+    metavar="X=LOW:HIGH:N",
+    help="The horizontal variable; a second --grid makes heatmaps over two variables.",
+)
+@click.option(
+    "--at",
+    "-a",
+    "at",
+    metavar="POINT",
+    help="Fixed values of the other variables (y=1). With --taylor: the point to expand around, "
+    "the grid's variable included (x=0,y=1).",
+)
+@click.option(
+    "--checks",
+    metavar="LIST",
+    help=f"The checks drawn, a panel each ({','.join(COMMANDS)}). Default: value,grad "
+    "(value,jacobian for a vector EXPR).",
+)
+@click.option("--taylor", is_flag=True, help="Draw f and its Taylor polynomials of orders 1..--order around --at.")
+@click.option(
+    "--out", "-o", metavar="FILE", help="Where to write: a .png, .svg or .pdf file (default diffcli-plot.png)."
+)
+@click.option("--size", metavar="WxH", help="Width and height in pixels (default 1000 wide, height by the panels).")
+@click.option("--dpi", type=int, metavar="N", help="Pixels per inch (default 100): text and lines scale with it.")
+@click.option("--vars", "variables", metavar="X,Y,...", help="Variables and their order (as for the other commands).")
+@INPUT_OPTIONS["tangent"]
+@INPUT_OPTIONS["cotangent"]
+@INPUT_OPTIONS["mode"]
+@INPUT_OPTIONS["wrt"]
+@INPUT_OPTIONS["order"]
+@common_options
+def plot_command(expr, grid, at, checks, taylor, out, size, dpi, fmt, debug, precise, **options) -> None:
+    limits = limits_from(options)
+    with cli_errors(debug):
+        from diffcli.plot import picture, require_matplotlib
+
+        require_matplotlib()
+        where = picture(out, size, dpi)
+        with symbolic_worker(limits):
+            from diffcli.plot import compute, draw
+            from diffcli.render import write_plot
+
+            plot = compute(read_expression(expr), grid, at, checks=parse_checks(checks), taylor=taylor,
+                           precise=precise or None, limits=limits, **options)  # fmt: skip
+            path = draw(plot, where)
+            write_plot(plot.reports, path, fmt or default_format(), sys.stdout)
+        click.echo(f"wrote {path}", err=True)
+    sys.exit(plot.exit_code)
+
+
 @cli.group("server", context_settings=CONTEXT)
 def server_group() -> None:
     """The warm server: answers one-liners in a tenth of a second.

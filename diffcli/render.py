@@ -499,8 +499,8 @@ def _top_reason(report: Report) -> str:
     return report.top_reason() or "no reason recorded"
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Readers (and an interrupted run) only ever see a whole file."""
+def write_atomically(path: str, data: str | bytes) -> None:
+    """Readers (and an interrupted run) only ever see a whole file: text (UTF-8) or bytes."""
     import os
     import tempfile
 
@@ -508,10 +508,13 @@ def write_atomically(path: str, text: str) -> None:
     try:
         if os.path.isdir(path) or path.endswith(os.sep):
             raise IsADirectoryError
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".diffcli-", suffix=".xml")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".diffcli-", suffix=os.path.splitext(path)[1])
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            mask = os.umask(0o022)  # mkstemp's file is private; the report is as any file the user writes
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)
             os.replace(tmp, path)
         except BaseException:
             with suppress(OSError):
@@ -599,6 +602,11 @@ class Format:
     def batch_end(self, writer: BatchWriter, interrupted: bool) -> None:
         pass
 
+    def plot(self, reports: list[Report], path: str, out: IO[str]) -> None:
+        """The checks behind a picture written to ``path``: each one's summary."""
+        for report in reports:
+            self.report(report, out, Layout(summary=True))
+
 
 class TableFormat(Format):
     """rich tables: one per point, or the summary; a batch's records at the end."""
@@ -665,6 +673,12 @@ class JsonFormat(Format):
                    "interrupted": interrupted, "seconds": round(writer.elapsed(), 3)}  # fmt: skip
         writer.out.write(json.dumps({"summary": summary, "ok": ok}, allow_nan=False) + "\n")
 
+    def plot(self, reports: list[Report], path: str, out: IO[str]) -> None:
+        checks = [report_dict(report, Layout(summary=True)) for report in reports]
+        doc = {"plot": path, "ok": all(report.ok for report in reports), "checks": checks}
+        json.dump(doc, out, allow_nan=False, indent=2)
+        out.write("\n")
+
 
 class CsvFormat(Format):
     """A header and a row per point (or per record); a missing number is an empty cell."""
@@ -678,6 +692,10 @@ class CsvFormat(Format):
     def batch_record(self, writer: BatchWriter, record) -> None:
         csv.writer(writer.out, lineterminator="\n").writerow(record_fields(record, missing=""))
 
+    def plot(self, reports: list[Report], path: str, out: IO[str]) -> None:
+        rows = [summary_fields(report) for report in reports]
+        csv.writer(out, lineterminator="\n").writerows([list(rows[0]), *(list(row.values()) for row in rows)])
+
 
 #: The formats, by the names of :data:`diffcli.commands.FORMATS`.
 FORMATS: dict[str, Format] = {"table": TableFormat(), "plain": PlainFormat(), "json": JsonFormat(), "csv": CsvFormat()}
@@ -685,6 +703,10 @@ FORMATS: dict[str, Format] = {"table": TableFormat(), "plain": PlainFormat(), "j
 
 def write(report: Report, fmt: str, out: IO[str], layout: Layout = Layout()) -> None:
     FORMATS[fmt].report(report, out, layout)
+
+
+def write_plot(reports: list[Report], path: str, fmt: str, out: IO[str]) -> None:
+    FORMATS[fmt].plot(reports, path, out)
 
 
 def _why(record) -> tuple[int, str, str]:

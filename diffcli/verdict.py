@@ -67,6 +67,24 @@ def worst(statuses) -> str:
     return max(statuses, key=STATUSES.index, default=OK)
 
 
+def element_errors(a: np.ndarray, r: np.ndarray, tol: Tolerance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Element by element: the absolute and relative error of autodiff ``a`` against the
+    reference ``r``, and whether they agree within ``tol`` (the one home of that rule).
+    Infinities: ``inf`` error unless equal (float64's rounding of a value beyond its range)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        same = a == r
+        finite = np.isfinite(r)
+        diff = np.where(same, 0.0, np.where(np.isfinite(a) & finite, np.abs(a - r), math.inf))
+        rel = np.where(diff == 0, 0.0, np.where(finite, diff / np.abs(r), math.inf))
+        close = same | (finite & (diff <= tolerance_of(r, tol)))
+    return diff, rel, close
+
+
+def tolerance_of(r: np.ndarray, tol: Tolerance) -> np.ndarray:
+    """The largest error allowed at each reference value: ``atol + rtol * |r|``."""
+    return tol.atol + tol.rtol * np.abs(r)
+
+
 def judge_many(
     autodiff: np.ndarray,
     reference: np.ndarray,
@@ -82,12 +100,7 @@ def judge_many(
     r = np.asarray(reference, dtype=np.float64).reshape(points, -1)
     defined = np.isfinite(r) if defined is None else np.asarray(defined, dtype=bool).reshape(points, -1)
     unknown = np.zeros_like(defined) if unknown is None else np.asarray(unknown, dtype=bool).reshape(points, -1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        same = a == r  # inf == inf too: float64's rounding of a value beyond its range
-        finite = np.isfinite(r)
-        diff = np.where(same, 0.0, np.where(np.isfinite(a) & finite, np.abs(a - r), math.inf))
-        rel = np.where(diff == 0, 0.0, np.where(finite, diff / np.abs(r), math.inf))
-        close = same | (finite & (diff <= tol.atol + tol.rtol * np.abs(r)))
+    diff, rel, close = element_errors(a, r, tol)
     mismatch = (defined & ~close).any(axis=1)
     status = np.where(
         mismatch,

@@ -262,7 +262,7 @@ def test_help_imports_neither_torch_nor_sympy(args):
         "import sys\n"
         "from diffcli.cli import cli\n"
         f"try:\n    cli({args!r}, prog_name='diffcli')\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('torch', 'sympy', 'numpy', 'rich') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'sympy', 'numpy', 'rich', 'matplotlib') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -312,7 +312,7 @@ def test_every_command_of_the_table_is_on_the_command_line_in_help_and_in_the_re
 
     from diffcli.commands import COMMANDS
 
-    assert set(cli.commands) == {*COMMANDS, "batch", "server"}
+    assert set(cli.commands) == {*COMMANDS, "batch", "plot", "server"}
     top = run("--help").output
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for name, command in COMMANDS.items():
