@@ -13,14 +13,14 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
 
 from diffcli import worker
-from diffcli.check import finish, prepare, start
+from diffcli.check import finish, prepare, start, typeset
 from diffcli.commands import COMMANDS, DEFAULT_CHECKS, DEFAULT_VECTOR_CHECKS, Exit
 from diffcli.errors import DiffcliError, plural
 from diffcli.limits import DEFAULT
@@ -62,6 +62,7 @@ class Record:
     error: str | None = None
     seconds: float = 0.0
     expect_failures: list[dict[str, Any]] = field(default_factory=list)  # {index, point, expected, found}
+    mathml: dict[str, Any] | None = None  # the expression and formulas typeset (only for an HTML report)
 
     @property
     def status(self) -> str:
@@ -122,6 +123,7 @@ class _Job:
     record: Record
     started: Any = None
     clock: float = 0.0
+    typeset: Any = None  # the MathML on its way (see check.typeset)
 
 
 def _prepare(case: Case, check: str, options: dict[str, Any]):
@@ -155,8 +157,11 @@ def planned(case: Case, only: Sequence[str] | None) -> list[str]:
     return [c for c in case.checks or default if only is None or c in only]
 
 
-def start_case(case: Case, only: Sequence[str] | None, options: dict[str, Any], backend=None) -> list[_Job]:
-    """Validate every check of a case and send their symbolic work off (to ``backend``)."""
+def start_case(
+    case: Case, only: Sequence[str] | None, options: dict[str, Any], backend=None, mathml: bool = False
+) -> list[_Job]:
+    """Validate every check of a case and send their symbolic work off (to ``backend``);
+    with ``mathml``, the typesetting of its formulas too."""
     if case.error is not None:
         return [_Job(Record(case, None, error=case.error))]
     jobs = []
@@ -164,6 +169,8 @@ def start_case(case: Case, only: Sequence[str] | None, options: dict[str, Any], 
         job = _Job(Record(case, check), clock=time.perf_counter())
         try:
             job.started = start(_prepare(case, check, options), backend)
+            if mathml:
+                job.typeset = typeset(job.started)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
@@ -190,6 +197,9 @@ def finish_case(jobs: list[_Job], since: float = 0.0) -> Iterator[Record]:
                 raise
             except Exception as exc:
                 _failed(record, exc)
+            if job.typeset is not None and record.report is not None:
+                with suppress(Exception):  # the report shows the formulas as text instead
+                    record.mathml = job.typeset.result()
         now = time.perf_counter()
         record.seconds = now - max(job.clock, since) if job.clock else 0.0
         since = now
@@ -257,14 +267,14 @@ def _points(jobs: list[_Job]) -> int:
     return sum(job.started.request.points.shape[0] for job in jobs if job.started is not None)
 
 
-def _start_more(upcoming, started: deque, checks, options, backends) -> None:
+def _start_more(upcoming, started: deque, checks, options, backends, mathml: bool) -> None:
     queued = sum(_points(jobs) for jobs in started)
     while len(started) < 2 or (len(started) < LOOKAHEAD and queued < LOOKAHEAD_POINTS):
         following = next(upcoming, None)
         if following is None:
             return
         i, case = following
-        started.append(start_case(case, checks, options, backends[i % len(backends)]))
+        started.append(start_case(case, checks, options, backends[i % len(backends)], mathml))
         queued += _points(started[-1])
 
 
@@ -274,6 +284,7 @@ def run_batch(
     checks: Sequence[str] | None = None,
     fmt: str = "plain",
     junit: str | None = None,
+    html: str | None = None,
     shard: Shard | None = None,
     out: IO[str] = sys.stdout,
     progress: bool = False,
@@ -285,7 +296,10 @@ def run_batch(
     cases = load(sources, shard)
     if checks is not None and cases and not any(c.error or planned(c, checks) for c in cases):
         raise DiffcliError(f"--checks {','.join(checks)}: no case runs these checks (each names its own)")
-    writer = BatchWriter(fmt, out, junit, progress=progress, total=len(cases))  # (an unwritable --junit: here)
+    writer = BatchWriter(
+        fmt, out, junit, html, progress=progress, total=len(cases), files=[name for name, _ in sources]
+    )
+    # (an unwritable --junit or --html is refused here, before any work)
     interrupted = False
     interrupts = _Interrupts()
     backends = worker.pool(2)
@@ -295,13 +309,13 @@ def run_batch(
             # while this one finishes, so neither worker waits for this process.
             started: deque[list] = deque()
             upcoming = iter(enumerate(cases))
-            _start_more(upcoming, started, checks, options, backends)
+            _start_more(upcoming, started, checks, options, backends, html is not None)
             while started:
                 for record in finish_case(started.popleft(), since=time.perf_counter()):
                     with interrupts.writing_record():
                         writer.add(record)
                 writer.case_done()
-                _start_more(upcoming, started, checks, options, backends)
+                _start_more(upcoming, started, checks, options, backends, html is not None)
         except KeyboardInterrupt:
             interrupted = True
             for backend in backends:

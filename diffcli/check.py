@@ -18,6 +18,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -447,6 +448,36 @@ def _submit(request: Request, backend):
         for tree, command, _ in reference_jobs(request)
     ]
     return _Together(request, futures)
+
+
+class _Typeset:
+    """The futures of a request's MathML, as one: the expression's and the formulas' (for
+    a vector EXPR, one per component, stacked as the reference stacks them)."""
+
+    def __init__(self, request: Request, futures: list, components: list | None = None):
+        self.request, self.futures, self.components = request, futures, components
+
+    def result(self) -> dict[str, Any]:
+        parts = [f.result() for f in self.futures]
+        if self.components is not None:  # (vjp: the formulas are of sum c_i f_i; show the f_i)
+            return {"expression": [f.result()["expression"] for f in self.components], "formulas": parts[0]["formulas"]}
+        if not _stacked(self.request):
+            return parts[0]
+        return {"expression": [p["expression"] for p in parts], "formulas": [p["formulas"] for p in parts]}
+
+
+def typeset(started: Started) -> _Typeset:
+    """Ask for the MathML of a started check's expression and formulas (queued behind its
+    reference, whose formulas it reuses); ``.result()`` waits for it."""
+    from diffcli import worker
+
+    request, backend = started.request, started.backend or worker.current()
+    futures = [backend.submit_typeset(tree, request.variables, command, _extra(request, command))
+               for tree, command, _ in reference_jobs(request)]  # fmt: skip
+    components = None
+    if request.outputs and COMMANDS[request.command].combined:
+        components = [backend.submit_typeset(tree, request.variables, "value", NONE) for tree in request.components]
+    return _Typeset(request, futures, components)
 
 
 def _judge(request: Request, quantities: np.ndarray, ref, backend) -> Verdicts:

@@ -362,16 +362,24 @@ def parse_checks(text: str | None) -> tuple[str, ...] | None:
     metavar="PATH",
     help="Also write a JUnit XML report (one testcase per case and check).",
 )
+@click.option(
+    "--html",
+    "html",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="PATH",
+    help="Also write a self-contained HTML report: a row per case and check, formulas typeset, worst points "
+    "and curves, filters by status (opens offline; rewritten as checks finish).",
+)
 @click.option("--shard", metavar="K/N", help="Run only the K-th of N deterministic slices of the cases.")
 @common_options
-def batch_command(files, checks, junit, shard, fmt, debug, **options) -> None:
+def batch_command(files, checks, junit, html, shard, fmt, debug, **options) -> None:
     limits = limits_from(options)
     with cli_errors(debug), symbolic_worker(limits):
         from diffcli.batch import run_batch, shard_spec
 
         sources = [(f.name, read_limited(f, limits.max_file_mb)) for f in files]
         outcome = run_batch(
-            sources, checks=parse_checks(checks), fmt=fmt or default_format(), junit=junit,
+            sources, checks=parse_checks(checks), fmt=fmt or default_format(), junit=junit, html=html,
             shard=shard_spec(shard), out=sys.stdout, progress=sys.stdout.isatty() and fmt in (None, "table"),
             limits=limits, **options,
         )  # fmt: skip

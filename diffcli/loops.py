@@ -64,6 +64,12 @@ class LoopFunction(sp.Function):
         at = [f"{name} = {printer._print(a)}" for name, a in zip(self.names, self.args) if str(a) != name]
         return text + (f" at {', '.join(at)}" if at else "")
 
+    def _mathml_presentation(self, printer):
+        """As it prints in text (a loop has no standard notation to typeset)."""
+        element = printer.dom.createElement("mtext")
+        element.appendChild(printer.dom.createTextNode(sp.sstr(self)))
+        return element
+
 
 _CLASSES: dict[tuple, type] = {}
 _SERIALS: dict[tuple, int] = {}

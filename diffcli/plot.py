@@ -248,15 +248,20 @@ class _Entries:
     mismatch: np.ndarray  # elements that mismatch
 
 
-def _shown(command: str, variables, outputs: int, extra) -> list[tuple[int, str]]:
+def shown_entries(command: str, variables, outputs: int, extra) -> list[tuple[int, str]]:
     """(flat index, label) of the entries drawn: a Hessian's upper triangle (it is
-    symmetric), every other command's entries; more than MAX_LINES is an error."""
+    symmetric), every other command's entries."""
     entries = COMMANDS[command].entries(variables, outputs, extra)
     n = len(variables)
-    keep = [
+    return [
         (k, e.label) for k, e in enumerate(entries)
         if command != "hessian" or (k % (n * n)) // n <= (k % (n * n)) % n
     ]  # fmt: skip
+
+
+def _shown(command: str, variables, outputs: int, extra) -> list[tuple[int, str]]:
+    """:func:`shown_entries`, at most MAX_LINES of them (one panel's lines)."""
+    keep = shown_entries(command, variables, outputs, extra)
     if len(keep) > MAX_LINES:
         raise DiffcliError(
             f"plot: {command} has {len(keep)} entries to draw, more than the {MAX_LINES} a panel shows; "
@@ -293,7 +298,7 @@ def title(plot: Plot) -> str:
     return (plot.text or first.expression) + (f"   ({', '.join(fixed)})" if fixed else "") + f"\n{checks}"
 
 
-def _robust_limits(values: np.ndarray) -> tuple[float, float] | None:
+def robust_limits(values: np.ndarray) -> tuple[float, float] | None:
     """y limits that show the curve, not a pole's spike: the data's range, or, where a few
     values lie far outside the bulk, the 2nd to 98th percentile widened by half its span."""
     finite = values[np.isfinite(values)]
@@ -308,7 +313,7 @@ def _robust_limits(values: np.ndarray) -> tuple[float, float] | None:
     return low - pad, high + pad
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, stop) of each run of True."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
     return list(zip(edges[::2], edges[1::2]))
@@ -328,7 +333,7 @@ def _shade(ax, x: np.ndarray, status: np.ndarray) -> dict[str, Any]:
         UNKNOWN: {"facecolor": "none", "edgecolor": "#777777", "hatch": "///", "lw": 0},
     }
     for status_name, style in styles.items():
-        for start, stop in _runs(status == status_name):
+        for start, stop in runs(status == status_name):
             ax.axvspan(edges[start], edges[stop], zorder=0, **style)
             handles[status_name] = Patch(label=f"{status_name} (no reference)" if status_name == UNDEFINED
                                          else f"{status_name} (not computed)", **style)  # fmt: skip
@@ -367,7 +372,7 @@ def _curves(fig, plot: Plot) -> None:
                 x, r[:, j], color=REFERENCE_COLOUR, lw=1.1, ls=(0, (4, 3)), gid=f"reference-{report.command}-{j}"
             )
         handles.append(Line2D([], [], color=REFERENCE_COLOUR, lw=1.1, ls=(0, (4, 3)), label="reference"))
-        limits = _robust_limits(np.concatenate([a.ravel(), r.ravel()]))
+        limits = robust_limits(np.concatenate([a.ravel(), r.ravel()]))
         if limits:
             curve.set_ylim(*limits)
         marked = np.argwhere(mismatch)
@@ -453,7 +458,7 @@ def _heatmaps(fig, plot: Plot) -> None:
             image = np.full((len(ys), len(xs)), np.nan)
             image[line, col] = values
             ax = fig.add_subplot(grid[row, side])
-            limits = _robust_limits(values) if side == 0 else None
+            limits = robust_limits(values) if side == 0 else None
             shown = ax.imshow(np.ma.masked_invalid(image), origin="lower", extent=box, aspect="auto",
                               interpolation="nearest", cmap=cmap, vmin=limits and limits[0],
                               vmax=limits and limits[1], gid=f"heatmap-{report.command}-{j}-{side}")  # fmt: skip
@@ -510,7 +515,7 @@ def _taylor(fig, plot: Plot) -> None:
     handles += curve.plot(x, f, color=REFERENCE_COLOUR, lw=2.4, label="f (autodiff)", gid="autodiff-value-0")
     curve.plot(x, truth, color="white", lw=1, ls=(0, (4, 3)), gid="reference-value-0")
     handles.append(Line2D([], [], color="#999999", lw=1, ls=(0, (4, 3)), label="reference (white dashes on f)"))
-    limits = _robust_limits(np.concatenate([f, truth]))
+    limits = robust_limits(np.concatenate([f, truth]))
     if limits:
         curve.set_ylim(*limits)
     centre_value = float(coefficients.autodiff[0][0]) if degree >= 0 else math.nan

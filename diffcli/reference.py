@@ -285,3 +285,18 @@ def exactly(formulas: Formulas, command: str, points: np.ndarray, extra, budget:
             break
         _fill_exact(ref, i, formulas, command, points[i], extra)
     return ref
+
+
+#: Formulas longer than this (as text) are not typeset: MathML of a long formula is
+#: many times its size, and nobody reads it; the report shows the text instead.
+MATHML_CHARS = 3_000
+
+
+def typeset(formulas: Formulas, command: str, extra: Extra = NONE) -> dict[str, Any]:
+    """MathML of the expression and of the command's formulas (in its shape; None for a
+    formula that is too long or that SymPy cannot print), for an HTML report."""
+
+    def one(expr) -> str | None:
+        return symbolic.formula_mathml(expr) if len(formulas.text(expr)) <= MATHML_CHARS else None
+
+    return {"expression": one(formulas.expr), "formulas": _map(one, formulas.quantity(command, extra))}

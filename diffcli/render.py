@@ -540,10 +540,18 @@ def _why_not(exc: OSError) -> str:
 class BatchWriter:
     """Writes each record as it finishes, in the chosen format (see :data:`FORMATS`)."""
 
-    def __init__(self, fmt: str, out: IO[str], junit: str | None, *, progress: bool, total: int):
+    def __init__(
+        self, fmt: str, out: IO[str], junit: str | None, html: str | None = None, *, progress: bool, total: int,
+        files: list[str] | None = None,
+    ):  # fmt: skip
         import time
 
         self.format, self.out, self.junit = FORMATS[fmt], out, junit
+        self.html = None
+        if html:
+            from diffcli.htmlreport import HtmlReport
+
+            self.html = HtmlReport(html, files or [])
         self.records: list = []
         self.cases = total
         self.started = time.perf_counter()
@@ -557,6 +565,8 @@ class BatchWriter:
         self.format.batch_start(self)
         if junit:
             write_atomically(junit, junit_xml([], 0.0))
+        if self.html is not None:
+            self.html.write(total, interrupted=False, seconds=0.0, done=False)
 
     def elapsed(self) -> float:
         import time
@@ -569,6 +579,10 @@ class BatchWriter:
         self.out.flush()
         if self.junit:
             write_atomically(self.junit, junit_xml(self.records, self.elapsed()))
+        if self.html is not None:
+            self.html.add(record)
+            if self.html.due():
+                self.html.write(self.cases, interrupted=False, seconds=self.elapsed(), done=False)
 
     def case_done(self) -> None:
         if self._progress is not None:
@@ -581,6 +595,8 @@ class BatchWriter:
         self.out.flush()
         if self.junit:
             write_atomically(self.junit, junit_xml(self.records, self.elapsed()))
+        if self.html is not None:
+            self.html.write(self.cases, interrupted, self.elapsed())
 
 
 # -- the formats: a single report, and a batch's records as they finish --------------

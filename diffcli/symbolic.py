@@ -373,6 +373,17 @@ def formula_text(expr: sp.Basic) -> str:
         return f"(SymPy cannot print this formula: its {type(exc).__name__})"
 
 
+def formula_mathml(expr: sp.Basic) -> str | None:
+    """The formula as a MathML ``<math>`` element (SymPy's presentation printer), or None
+    where SymPy cannot print it (see :func:`formula_text`)."""
+    from sympy.printing.mathml import mathml
+
+    try:
+        return f'<math display="block">{mathml(expr, printer="presentation")}</math>'
+    except (TypeError, ValueError, ArithmeticError, RecursionError, AttributeError, NotImplementedError):
+        return None
+
+
 # -- vectorised float64 evaluation, for many points -------------------------------
 
 

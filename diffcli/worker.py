@@ -130,8 +130,18 @@ class InProcess:
         budget = reference.Budget(seconds=seconds)
         return reference.exactly(self.formulas(tree, variables), command, points, extra, budget)
 
+    @_recursion_is_input_error
+    def typeset(self, tree, variables, command, extra):
+        """MathML of the expression and of the command's formulas (see :func:`diffcli.reference.typeset`)."""
+        from diffcli import reference
+
+        return reference.typeset(self.formulas(tree, variables), command, extra)
+
     def submit_reference(self, *args) -> Deferred:
         return Deferred(self.reference, *args)  # SymPy here holds the GIL anyway
+
+    def submit_typeset(self, *args) -> Deferred:
+        return Deferred(self.typeset, *args)
 
     def close(self) -> None:
         self._formulas.clear()
@@ -374,13 +384,20 @@ class Isolated:
         waiting on the pipe, so this process goes on (importing torch, computing
         autodiff) while the worker does the SymPy work, and the checks of a case
         reach the worker together (its formulas cache serves them all)."""
+        return self._submit("reference", *args, self._exact_seconds)
+
+    def submit_typeset(self, *args) -> Future:
+        """Queue a request for MathML (after the references queued before it, whose formulas it reuses)."""
+        return self._submit("typeset", *args)
+
+    def _submit(self, name: str, *args) -> Future:
         if self._queue is None:
             self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffcli-symbolic")
-        return self._queue.submit(self._queued, self._generation, args)
+        return self._queue.submit(self._queued, self._generation, name, args)
 
-    def _queued(self, generation: int, args):
+    def _queued(self, generation: int, name: str, args):
         # refused if closed since
-        return self._call("reference", *args, self._exact_seconds, generation=generation)
+        return self._call(name, *args, generation=generation)
 
     def kill(self) -> None:
         """Stop the worker process; the next request starts a new one. Safe to call from

@@ -374,11 +374,12 @@ def _wait_for_lines(path, count, process, deadline):
 def test_interrupted_batch_keeps_every_finished_record(tmp_path, sig):
     cases = tmp_path / "many.txt"
     cases.write_text("".join(f"sin(x*y)^{i} + exp(x/{i}); x=0.{i % 9 + 1},y=1.5\n" for i in range(1, 3000)))
-    out, junit = tmp_path / "out.jsonl", tmp_path / "report.xml"
+    out, junit, page = tmp_path / "out.jsonl", tmp_path / "report.xml", tmp_path / "report.html"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with out.open("w") as stdout:
         process = subprocess.Popen(
-            [sys.executable, "-m", "diffcli", "batch", str(cases), "-f", "json", "--junit", str(junit)],
+            [sys.executable, "-m", "diffcli", "batch", str(cases), "-f", "json", "--junit", str(junit),
+             "--html", str(page)],
             stdout=stdout, stderr=subprocess.PIPE, env=env,
         )  # fmt: skip
         _wait_for_lines(out, 3, process, time.monotonic() + 60)
@@ -393,6 +394,9 @@ def test_interrupted_batch_keeps_every_finished_record(tmp_path, sig):
     assert all(r["status"] == "ok" for r in finished)
     testcases = list(ET.parse(junit).getroot().iter("testcase"))
     assert len(testcases) == len(finished)
+    report = page.read_text()  # the HTML report too: every finished record, marked as interrupted
+    assert report.count('<tbody class="record"') == len(finished)
+    assert "Interrupted: this page holds the checks that finished" in report
     assert b"Traceback" not in stderr
 
 
