@@ -60,7 +60,7 @@ nav.filters label { border: 1px solid #999; border-radius: 1rem; padding: .2rem 
 nav.filters input:checked + label { background: #1b1b1b; color: #fff; border-color: #1b1b1b; }
 nav.filters input:focus-visible + label { outline: 2px solid #0072B2; outline-offset: 2px; }
 table.records { border-collapse: collapse; width: 100%; font-size: .9rem; }
-table.records > thead th { text-align: left; border-bottom: 2px solid #333; padding: .3rem .5rem; }
+table.records > thead th { text-align: left; border-bottom: 2px solid #333; padding: .3rem .5rem; white-space: nowrap; }
 tbody.record { border-bottom: 1px solid #ccc; }
 tbody.record td { padding: .35rem .5rem; vertical-align: top; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }

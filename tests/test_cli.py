@@ -256,7 +256,7 @@ def test_version():
     assert run("--version").output.strip() == f"diffcli, version {__version__}"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["grad", "--help"], ["jvp", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["grad", "--help"], ["jvp", "--help"], ["plot", "--help"]])
 def test_help_imports_neither_torch_nor_sympy(args):
     code = (
         "import sys\n"
@@ -319,6 +319,8 @@ def test_every_command_of_the_table_is_on_the_command_line_in_help_and_in_the_re
         assert re.search(rf"^  {name} +{re.escape(command.summary[:30])}", top, re.MULTILINE), name
         assert f"diffcli {name} " in readme, name
         assert command.example in run(name, "--help").output
+    for name in cli.commands:  # plot, batch and server too
+        assert f"diffcli {name} " in readme, name
 
 
 def test_typeset_math_in_expressions_and_points():

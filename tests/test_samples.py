@@ -18,17 +18,35 @@ def invoke(command_line):
     return CliRunner().invoke(cli, args[1:])
 
 
-def seed_lines():
-    for line in (ROOT / "samples" / "seed.sh").read_text().splitlines():
+def script_lines(name):
+    for line in (ROOT / "samples" / name).read_text().splitlines():
         if line.startswith("diffcli "):
             command, _, expected = line.partition("# exit ")
             yield pytest.param(command.strip(), int(expected), id=command.strip())
 
 
-@pytest.mark.parametrize(("command", "status"), list(seed_lines()))
+@pytest.mark.parametrize(("command", "status"), list(script_lines("seed.sh")))
 def test_seed_sample_lines(command, status):
     result = invoke(command)
     assert result.exit_code == status, result.output
+
+
+@pytest.mark.parametrize(("command", "status"), list(script_lines("pictures.sh")))
+def test_picture_sample_lines(command, status, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason='the plot extra: pip install "diffcli[plot]"')
+    monkeypatch.chdir(tmp_path)  # the pictures land here; the suites are read from samples/
+    result = invoke(command.replace("samples/", f"{ROOT}/samples/"))
+    assert result.exit_code == status, result.output
+    written = shlex.split(command)[shlex.split(command).index("--out" if "--out" in command else "--html") + 1]
+    assert (tmp_path / written).stat().st_size > 1000
+
+
+def test_the_readme_pictures_exist():
+    readme = (ROOT / "README.md").read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\((samples/[^)]+)\)", readme)
+    assert len(pictures) >= 2
+    for picture in pictures:
+        assert (ROOT / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def readme_sessions():
