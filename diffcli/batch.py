@@ -170,7 +170,9 @@ def start_case(
         try:
             job.started = start(_prepare(case, check, options), backend)
             if mathml:
-                job.typeset = typeset(job.started)
+                from diffcli.htmlreport import FORMULAS
+
+                job.typeset = typeset(job.started, FORMULAS)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:

@@ -466,13 +466,14 @@ class _Typeset:
         return {"expression": [p["expression"] for p in parts], "formulas": [p["formulas"] for p in parts]}
 
 
-def typeset(started: Started) -> _Typeset:
+def typeset(started: Started, limit: int | None = None) -> _Typeset:
     """Ask for the MathML of a started check's expression and formulas (queued behind its
-    reference, whose formulas it reuses); ``.result()`` waits for it."""
+    reference, whose formulas it reuses), the first ``limit`` distinct formulas of each
+    component; ``.result()`` waits for it."""
     from diffcli import worker
 
     request, backend = started.request, started.backend or worker.current()
-    futures = [backend.submit_typeset(tree, request.variables, command, _extra(request, command))
+    futures = [backend.submit_typeset(tree, request.variables, command, _extra(request, command), limit)
                for tree, command, _ in reference_jobs(request)]  # fmt: skip
     components = None
     if request.outputs and COMMANDS[request.command].combined:

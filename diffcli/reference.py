@@ -292,11 +292,19 @@ def exactly(formulas: Formulas, command: str, points: np.ndarray, extra, budget:
 MATHML_CHARS = 3_000
 
 
-def typeset(formulas: Formulas, command: str, extra: Extra = NONE) -> dict[str, Any]:
+def typeset(formulas: Formulas, command: str, extra: Extra = NONE, limit: int | None = None) -> dict[str, Any]:
     """MathML of the expression and of the command's formulas (in its shape; None for a
-    formula that is too long or that SymPy cannot print), for an HTML report."""
+    formula that is too long or that SymPy cannot print), for an HTML report. Each distinct
+    formula is typeset once (a Hessian's mirrored entries are one), and only the first
+    ``limit`` distinct ones, in row-major order (the rest: None)."""
+    done: dict[Any, str | None] = {}
 
     def one(expr) -> str | None:
-        return symbolic.formula_mathml(expr) if len(formulas.text(expr)) <= MATHML_CHARS else None
+        if expr not in done:
+            wanted = limit is None or len(done) < limit
+            done[expr] = symbolic.formula_mathml(expr) if wanted and len(formulas.text(expr)) <= MATHML_CHARS else None
+        return done[expr]
 
-    return {"expression": one(formulas.expr), "formulas": _map(one, formulas.quantity(command, extra))}
+    quantity = formulas.quantity(command, extra)
+    return {"formulas": _map(one, quantity), "expression": symbolic.formula_mathml(formulas.expr)
+            if len(formulas.text(formulas.expr)) <= MATHML_CHARS else None}  # fmt: skip

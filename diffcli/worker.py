@@ -131,11 +131,11 @@ class InProcess:
         return reference.exactly(self.formulas(tree, variables), command, points, extra, budget)
 
     @_recursion_is_input_error
-    def typeset(self, tree, variables, command, extra):
+    def typeset(self, tree, variables, command, extra, limit=None):
         """MathML of the expression and of the command's formulas (see :func:`diffcli.reference.typeset`)."""
         from diffcli import reference
 
-        return reference.typeset(self.formulas(tree, variables), command, extra)
+        return reference.typeset(self.formulas(tree, variables), command, extra, limit)
 
     def submit_reference(self, *args) -> Deferred:
         return Deferred(self.reference, *args)  # SymPy here holds the GIL anyway

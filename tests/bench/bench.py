@@ -179,6 +179,23 @@ def batch(repeats: int) -> None:
     record("4. feynman.toml batch (100 x 4 x 10) vs `import torch, sympy`", times["batch"] / times["floor"], 3.0)
 
 
+def pictures(repeats: int) -> None:
+    """Target 10: a plot costs its checks plus matplotlib; an HTML report costs little beside its batch."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, page = str(Path(tmp, "p.png")), str(Path(tmp, "r.html"))
+        grid = ["--grid", "x=-3:3:401", "--format", "json"]
+        commands = {
+            "floor": [PY, "-c", "import torch, sympy, matplotlib.figure, matplotlib.backends.backend_agg"],
+            "plot": diffcli("plot", "x^2 sin(3 x)", *grid, "--checks", "value,grad,hessian", "--out", out),
+            "batch": diffcli("batch", "samples/feynman.toml", "--format", "json"),
+            "batch html": diffcli("batch", "samples/feynman.toml", "--format", "json", "--html", page),
+        }
+        times = interleaved(commands, repeats)
+    record("10. `plot` of value, grad and Hessian on 401 points vs importing torch, SymPy and matplotlib",
+           times["plot"] / times["floor"], 1.3)  # fmt: skip
+    record("10. feynman.toml batch with `--html` vs without", times["batch html"] / times["batch"], 1.5)
+
+
 def warm_server(repeats: int) -> None:
     """Target 8: one-liners and a small batch through the warm server (the console script,
     DIFFCLI_SERVER=only so that a fallback cannot pass for a warm answer), cold beside them."""
@@ -422,6 +439,7 @@ def main() -> None:
     grids(repeats)
     batch(repeats)
     loops(repeats)
+    pictures(repeats)
     memory(args.quick)
     peers(10**6, repeats)
     gpu()
