@@ -341,8 +341,8 @@ def _shade(ax, x: np.ndarray, status: np.ndarray) -> dict[str, Any]:
 
 
 def _clip_to(ax, y: np.ndarray) -> np.ndarray:
-    low, high = ax.get_ylim()
-    return np.clip(np.where(np.isfinite(y), y, high if np.all(np.isnan(y)) else np.nan_to_num(y)), low, high)
+    low, high = ax.get_ylim()  # (a value off the scale, or not finite, is drawn at the edge)
+    return np.clip(np.nan_to_num(y, nan=high, posinf=high, neginf=low), low, high)
 
 
 def _curves(fig, plot: Plot) -> None:
