@@ -108,7 +108,9 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise DiffcliError('plotting needs matplotlib: pip install "diffcli[plot]"') from None
+        raise DiffcliError(
+            'plotting needs matplotlib: pip install matplotlib (or the extra: pip install "diffcli[plot]")'
+        ) from None
 
 
 # -- the checks behind a picture ---------------------------------------------------
