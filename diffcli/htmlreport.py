@@ -24,7 +24,6 @@ import numpy as np
 
 from diffcli import __version__
 from diffcli.commands import COMMANDS
-from diffcli.errors import plural
 from diffcli.plot import (
     ENTRY_COLOURS,
     MISMATCH_COLOUR,
@@ -269,26 +268,25 @@ class HtmlReport:
 
     def __init__(self, path: str, files: Sequence[str] = ()):
         self.path, self.files = path, list(files)
-        self.pieces: list[str] = []
-        self.statuses: list[str] = []
+        self.pieces: list[str] = []  # each record laid out once, when it finishes
         self.started = time.time()
         self._written = 0.0
 
     def add(self, record) -> None:
         self.pieces.append(record_html(record, len(self.pieces) + 1))
-        self.statuses.append(record.status)
 
-    def page(self, cases: int, interrupted: bool, seconds: float, done: bool = True) -> str:
-        counts = {s: self.statuses.count(s) for s in RECORD_STATUSES}
+    def page(self, records: Sequence, cases: int, interrupted: bool, seconds: float, done: bool = True) -> str:
+        from diffcli.render import batch_counts, batch_summary_text
+
+        counts = {s: batch_counts(records).get(s, 0) for s in RECORD_STATUSES}
         status = next((s for s in reversed(RECORD_STATUSES) if counts[s]), OK)
-        parts = ", ".join(f"{counts[s]} {s}" for s in RECORD_STATUSES if counts[s]) or "nothing run"
-        summary = f"{plural(len(self.statuses), 'check')} of {plural(cases, 'case')}: {parts}"
+        summary = batch_summary_text(records, cases, interrupted=False)  # (the banner says interrupted)
         state = ""
         if interrupted:
             state = '<p class="interrupted">Interrupted: this page holds the checks that finished before the stop.</p>'
         elif not done:
             state = '<p class="interrupted">Running: this page is rewritten as checks finish.</p>'
-        filters = [("all", len(self.statuses))] + [(s, counts[s]) for s in RECORD_STATUSES if counts[s]]
+        filters = [("all", len(records))] + [(s, counts[s]) for s in RECORD_STATUSES if counts[s]]
         nav = "".join(
             f'<input type="radio" name="show" id="show-{s}" value="{s}"{" checked" if s == "all" else ""}>'
             f'<label for="show-{s}" class="{"" if s == "all" else f"status-{s}"}">{s} <b>{n}</b></label>'
@@ -311,10 +309,10 @@ class HtmlReport:
             "</main>\n</body></html>\n"
         )
 
-    def write(self, cases: int, interrupted: bool, seconds: float, done: bool = True) -> None:
+    def write(self, records: Sequence, cases: int, interrupted: bool, seconds: float, done: bool = True) -> None:
         from diffcli.render import write_atomically
 
-        write_atomically(self.path, self.page(cases, interrupted, seconds, done))
+        write_atomically(self.path, self.page(records, cases, interrupted, seconds, done))
         self._written = time.monotonic()
 
     def due(self) -> bool:

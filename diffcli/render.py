@@ -566,7 +566,7 @@ class BatchWriter:
         if junit:
             write_atomically(junit, junit_xml([], 0.0))
         if self.html is not None:
-            self.html.write(total, interrupted=False, seconds=0.0, done=False)
+            self.html.write([], total, interrupted=False, seconds=0.0, done=False)
 
     def elapsed(self) -> float:
         import time
@@ -582,7 +582,7 @@ class BatchWriter:
         if self.html is not None:
             self.html.add(record)
             if self.html.due():
-                self.html.write(self.cases, interrupted=False, seconds=self.elapsed(), done=False)
+                self.html.write(self.records, self.cases, interrupted=False, seconds=self.elapsed(), done=False)
 
     def case_done(self) -> None:
         if self._progress is not None:
@@ -596,7 +596,7 @@ class BatchWriter:
         if self.junit:
             write_atomically(self.junit, junit_xml(self.records, self.elapsed()))
         if self.html is not None:
-            self.html.write(self.cases, interrupted, self.elapsed())
+            self.html.write(self.records, self.cases, interrupted, self.elapsed())
 
 
 # -- the formats: a single report, and a batch's records as they finish --------------
