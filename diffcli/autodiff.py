@@ -48,7 +48,7 @@ from diffcli.report import quantity_shape
 from diffcli.torch_compile import compile_torch
 
 if TYPE_CHECKING:
-    from diffcli.check import Request
+    from diffcli.pipeline import Request
 
 #: Points per batch.
 CHUNK = 1 << 17

@@ -20,10 +20,10 @@ from typing import IO, Any
 import numpy as np
 
 from diffcli import worker
-from diffcli.check import finish, prepare, start, typeset
 from diffcli.commands import COMMANDS, DEFAULT_CHECKS, DEFAULT_VECTOR_CHECKS, Exit
 from diffcli.errors import DiffcliError, plural
 from diffcli.limits import DEFAULT
+from diffcli.pipeline import finish, prepare, start, typeset
 from diffcli.report import Report
 from diffcli.suite import CASE_SAMPLES, Case, read_cases
 from diffcli.verdict import MISMATCH, UNDEFINED, UNKNOWN

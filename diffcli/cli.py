@@ -1,4 +1,4 @@
-"""The command line: a thin click layer over :mod:`diffcli.check` and :mod:`diffcli.batch`.
+"""The command line: a thin click layer over :mod:`diffcli.pipeline` and :mod:`diffcli.batch`.
 
 Only click is imported at start-up; torch, SymPy, numpy and rich load when a
 command starts working, so ``diffcli --help`` stays fast.
@@ -33,7 +33,7 @@ from diffcli.commands import (
     Exit,
 )  # fmt: skip
 from diffcli.errors import DiffcliError
-from diffcli.limits import DEFAULT, PRECISE_POINTS
+from diffcli.limits import DEFAULT, PRECISE_POINTS, read_limited
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -189,14 +189,14 @@ def run_check(command: str, expr: str, fmt, debug, summary, with_results, points
     """Check, print, and exit 0 (no mismatch), 1 (a mismatch) or 2 (bad input)."""
     limits = limits_from(options)
     with cli_errors(debug), symbolic_worker(limits):
-        from diffcli.check import prepare, run, run_summary
+        from diffcli.pipeline import prepare, run, run_summary
         from diffcli.render import Layout, progress_bar, write
 
         if expr == "-" and points_file is not None and points_file.name == "<stdin>":
             raise DiffcliError("EXPR and --points cannot both read standard input")
-        points_csv = read_limited(points_file, limits.max_file_mb) if points_file is not None else None
+        points_text = read_limited(points_file, limits.max_file_mb) if points_file is not None else None
         text = read_expression(expr)
-        request = prepare(command, text, points_csv=points_csv, precise=precise or None, limits=limits, **options)
+        request = prepare(command, text, points_text=points_text, precise=precise or None, limits=limits, **options)
         fmt = fmt or default_format()
         if request.engine == "compiled" and sys.stderr.isatty():
             click.echo("diffcli: compiling with torch.compile (seconds; kernels are cached for next time)", err=True)
@@ -315,18 +315,6 @@ def _add_command(command: Command) -> None:
 
 for _row in COMMANDS.values():
     _add_command(_row)
-
-
-def read_limited(file, max_mb: int) -> str:
-    """A batch file's text, refused past ``max_mb`` MiB before it is all in memory."""
-    limit = max_mb * 1024 * 1024
-    try:
-        text = file.read(limit + 1)
-    except UnicodeDecodeError as exc:
-        raise DiffcliError(f"{file.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if len(text) > limit:
-        raise DiffcliError(f"{file.name}: larger than {max_mb} MiB")
-    return text
 
 
 def parse_checks(text: str | None) -> tuple[str, ...] | None:

@@ -10,7 +10,11 @@ SECURITY.md; the ones a user may need to raise have command-line flags.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
+from typing import IO
+
+from diffcli.errors import DiffcliError
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,24 @@ PRECISE_POINTS = 16
 #: cannot be trusted there (an overflow, an indeterminate form, a boundary, a mismatch to
 #: confirm); past this many (or half the time limit) the rest are "unknown".
 EXACT_POINTS = 1_000
+
+
+def read_limited(file: IO[str], max_mb: int) -> str:
+    """A file's text, refused past ``max_mb`` MiB before it is all in memory."""
+    limit = max_mb * 1024 * 1024
+    try:
+        text = file.read(limit + 1)
+    except UnicodeDecodeError as exc:
+        raise DiffcliError(f"{file.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if len(text) > limit:
+        raise DiffcliError(f"{file.name}: larger than {max_mb} MiB")
+    return text
+
+
+def read_path(path: str | os.PathLike[str], max_mb: int) -> str:
+    """The text of the file at ``path`` (UTF-8), as :func:`read_limited` reads it."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return read_limited(file, max_mb)
+    except OSError as exc:
+        raise DiffcliError(f"{os.fspath(path)}: {exc.strerror or exc}") from None

@@ -151,8 +151,8 @@ def plan(
     **options: Any,
 ) -> tuple[str, tuple[str, ...], list]:
     """The prepared checks of a picture: (kind, grid variables, requests); ``options`` are
-    :func:`diffcli.check.prepare`'s (each check takes those it has inputs for)."""
-    from diffcli.check import prepare
+    :func:`diffcli.pipeline.prepare`'s (each check takes those it has inputs for)."""
+    from diffcli.pipeline import prepare
 
     grids = [grid] if isinstance(grid, str) else list(grid)
     if not 1 <= len(grids) <= 2:
@@ -187,7 +187,7 @@ def _inputs(check: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _taylor_plan(expression, grids, at, checks, order, options) -> list:
-    from diffcli.check import prepare
+    from diffcli.pipeline import prepare
     from diffcli.render import plain_number
 
     if len(grids) != 1:
@@ -223,7 +223,7 @@ def compute(
 ) -> Plot:
     """Run a picture's checks (see :func:`plan`); their symbolic sides run together in the
     current backend while torch computes."""
-    from diffcli.check import finish, start
+    from diffcli.pipeline import finish, start
 
     kind, axes, requests = plan(expression, grid, at, checks=checks, taylor=taylor, order=order, **options)
     started = [start(request) for request in requests]

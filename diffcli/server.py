@@ -82,8 +82,8 @@ def _warm() -> None:
     nothing left to load or set up: imports leave 0.1-0.7 s of first-call costs."""
     import io
 
-    from diffcli.check import check
     from diffcli.commands import COMMANDS, FORMATS
+    from diffcli.pipeline import check
     from diffcli.render import Layout, write
 
     for name, command in COMMANDS.items():

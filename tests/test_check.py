@@ -7,8 +7,8 @@ import mpmath
 import numpy as np
 import pytest
 
-from diffcli.check import check, prepare, run_summary
 from diffcli.errors import DiffcliError
+from diffcli.pipeline import check, prepare, run_summary
 
 
 def only(report):

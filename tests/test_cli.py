@@ -219,12 +219,12 @@ def test_missing_value_names_the_variable():
 
 
 def test_internal_errors_are_exit_3_without_traceback(monkeypatch):
-    import diffcli.check
+    import diffcli.pipeline
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(diffcli.check, "run", broken)
+    monkeypatch.setattr(diffcli.pipeline, "run", broken)
     result = run("grad", "x", "--at", "x=1")
     assert result.exit_code == 3
     assert "internal error: RuntimeError: boom" in result.output and "Traceback" not in result.output

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from diffcli import autodiff
-from diffcli.check import check, prepare
 from diffcli.cli import cli
 from diffcli.errors import DiffcliError
+from diffcli.pipeline import check, prepare
 
 # torch.compile builds C++ kernels on the CPU: where no compiler is found, only the
 # clean-error test below runs (a test without a compiler would test nothing).
@@ -89,7 +89,7 @@ def test_compiled_engine_on_the_command_line():
 
 
 def test_chunk_sizes():
-    from diffcli.check import prepare
+    from diffcli.pipeline import prepare
 
     assert autodiff.points_per_chunk(prepare("grad", "x y", ["x=1,y=2"]), 8) == autodiff.CHUNK
     # a Hessian of 50 variables: 50 + 1 + 2500 + 1 numbers a point, 64 MiB of them at most
@@ -104,7 +104,7 @@ def test_chunk_sizes():
 
 
 def test_every_engine_is_offered_on_the_command_line():
-    from diffcli.check import ENGINES
+    from diffcli.pipeline import ENGINES
 
     for command in ("value", "grad", "hessian", "jvp", "batch"):
         (option,) = [p for p in cli.commands[command].params if p.name == "engine"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffcli.check import check, prepare, run_summary
 from diffcli.commands import COMMANDS
+from diffcli.pipeline import check, prepare, run_summary
 
 DEVICE = os.environ.get("DIFFCLI_TEST_DEVICE", "cuda")
 

@@ -12,8 +12,8 @@ import mpmath as mp
 import numpy as np
 import pytest
 
-from diffcli.check import check
 from diffcli.language import ALIASES, FUNCTIONS
+from diffcli.pipeline import check
 
 mp.mp.dps = 30
 

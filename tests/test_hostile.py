@@ -245,11 +245,11 @@ def test_bad_csv_points(csv_text, message):
 
 
 def test_debug_shows_a_traceback_for_internal_errors(monkeypatch):
-    import diffcli.check
+    import diffcli.pipeline
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(diffcli.check, "run", broken)
+    monkeypatch.setattr(diffcli.pipeline, "run", broken)
     result = CliRunner().invoke(cli, ["grad", "x", "--at", "x=1", "--debug"])
     assert isinstance(result.exception, RuntimeError)

@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from diffcli import autodiff
-from diffcli.check import check, prepare
 from diffcli.cli import cli
 from diffcli.errors import DiffcliError, ParseError
 from diffcli.expr import to_text
 from diffcli.parser import parse_expression
+from diffcli.pipeline import check, prepare
 
 ENGINES = ["autograd", "func"]
 

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from diffcli import autodiff
-from diffcli.check import check
 from diffcli.cli import cli
 from diffcli.errors import DiffcliError
+from diffcli.pipeline import check
 
 ENGINES = ["autograd", "func"]
 mp = mpmath.mp

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from diffcli.check import check, prepare
 from diffcli.cli import cli
 from diffcli.errors import DiffcliError
+from diffcli.pipeline import check, prepare
 
 
 def points_of(**kwargs):
@@ -46,12 +46,12 @@ def test_sample_combined_with_a_fixed_value():
 
 
 def test_csv_points_with_constant_expression_cells():
-    p = points_of(points_csv="y,x\n1,2\npi,-1e-3\n")
+    p = points_of(points_text="y,x\n1,2\npi,-1e-3\n")
     np.testing.assert_array_equal(p, [[2.0, 1.0], [-1e-3, math.pi]])
 
 
 def test_csv_combined_with_a_grid():
-    p = prepare("value", "x + y + z", points_csv="x,y\n1,2\n3,4\n", grid=["z=0:1:2"]).points
+    p = prepare("value", "x + y + z", points_text="x,y\n1,2\n3,4\n", grid=["z=0:1:2"]).points
     assert p.shape == (4, 3)
 
 
@@ -66,11 +66,11 @@ def test_csv_combined_with_a_grid():
         ({"grid": ["z=0:1:3"], "at": ["x=1,y=1"]}, "unknown variable 'z'"),
         ({"sample": ["x=0:1"], "n": 0, "at": ["y=1"]}, "--n must be at least 1"),
         ({"n": 5, "at": ["x=1,y=1"]}, "--n needs --sample"),
-        ({"points_csv": "x,y\n1\n"}, "line 2 has 1 cells for 2 columns"),
-        ({"points_csv": "x,y\n1,abc\n"}, "must be a constant"),
-        ({"points_csv": "x,y\n"}, "no rows"),
-        ({"points_csv": ""}, "empty"),
-        ({"points_csv": "x,1y\n1,2\n"}, "not a variable name"),
+        ({"points_text": "x,y\n1\n"}, "line 2 has 1 cells for 2 columns"),
+        ({"points_text": "x,y\n1,abc\n"}, "must be a constant"),
+        ({"points_text": "x,y\n"}, "no rows"),
+        ({"points_text": ""}, "empty"),
+        ({"points_text": "x,1y\n1,2\n"}, "not a variable name"),
         ({"grid": ["x=0:1:100000", "y=0:1:100000"]}, "at most"),
         ({"grid": ["x=0:1:3"], "at": ["1"]}, "give values by name"),
         # numpy refuses a reversed box, and HIGH - LOW overflowing made NaN grid points
@@ -130,7 +130,7 @@ def test_vectorised_reference_with_names_of_the_generated_code(side):
 
 def test_the_float64_screen_leaves_the_points_alone():
     # log(x, y) once printed as numpy.log(x, y), which writes log(x) into y (its `out`)
-    from diffcli.check import prepare
+    from diffcli.pipeline import prepare
     from diffcli.symbolic import screen_vectorised
 
     request = prepare("value", "log(x, y) * sqrt(y - 1)", grid=["x=0.5:2:4", "y=0:2:5"])
@@ -190,7 +190,7 @@ def test_expression_and_points_cannot_both_come_from_stdin():
 @pytest.mark.parametrize("command", ["grad", "hessian", "jvp"])
 def test_streamed_summary_equals_the_full_one(monkeypatch, command):
     from diffcli import autodiff
-    from diffcli.check import run, run_summary
+    from diffcli.pipeline import run, run_summary
 
     monkeypatch.setattr(autodiff, "CHUNK", 97)  # many chunks, the last one short
     request = prepare(command, "x*sqrt(x) + y**2*atan2(y, x)", grid=["x=0:2:31", "y=-1:1:23"])
@@ -232,7 +232,7 @@ def test_a_grid_where_the_expression_cancels_is_recomputed():
 
 
 def test_past_the_exact_budget_points_are_unknown_and_say_so():
-    from diffcli.check import prepare
+    from diffcli.pipeline import prepare
     from diffcli.reference import Budget, Formulas, compute
 
     request = prepare("value", "log(exp(x))", grid=["x=710:713:4"])

@@ -10,10 +10,10 @@ import oracle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffcli.check import check
 from diffcli.errors import DiffcliError
 from diffcli.language import ALIASES, CONSTANTS, FUNCTIONS
 from diffcli.parser import parse_assignments, parse_expression
+from diffcli.pipeline import check
 from diffcli.points import resolve_point
 
 # Each template keeps its argument inside the function's smooth domain for

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from diffcli.check import check
 from diffcli.cli import cli
 from diffcli.errors import DiffcliError
+from diffcli.pipeline import check
 
 ENGINES = ["autograd", "func"]
 MODES = ["reverse", "forward"]
@@ -144,7 +144,7 @@ def test_on_a_grid_and_in_a_summary(engine):
     assert report.counts() == {"ok": 20}
     for point, jacobian in zip(report.points, report.reference):
         np.testing.assert_allclose(jacobian, polar_jacobian(*point), rtol=1e-15, atol=1e-15)
-    from diffcli.check import prepare, run_summary
+    from diffcli.pipeline import prepare, run_summary
 
     summary = run_summary(prepare("vjp", SOFTMAX, sample=["a=-2:2", "b=-2:2", "c=-2:2"], n=50, cotangent="1,0,-1"))
     assert summary.counts() == {"ok": 50}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from diffcli import worker
-from diffcli.check import prepare
 from diffcli.limits import DEFAULT
+from diffcli.pipeline import prepare
 
 
 def _args(request):
@@ -51,7 +51,7 @@ def test_the_worker_runs_under_a_lower_hard_memory_limit_set_by_the_shell():
 import resource
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 from diffcli import worker
-from diffcli.check import prepare
+from diffcli.pipeline import prepare
 from diffcli.limits import DEFAULT
 r = prepare("grad", "x**3", ["x=2"])
 backend = worker.Isolated(DEFAULT)
@@ -74,7 +74,7 @@ def test_the_main_process_never_imports_sympy():
     code = (
         "import sys\n"
         "from diffcli import worker\n"
-        "from diffcli.check import check\n"
+        "from diffcli.pipeline import check\n"
         "with worker.using(worker.isolated()):\n"
         "    report = check('grad', 'x if x != 0 else 0', grid=['x=-1:1:3'])\n"
         "    check('hessian', 'exp(x)', grid=['x=700:720:3'])\n"

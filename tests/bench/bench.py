@@ -165,7 +165,7 @@ def loops(repeats: int) -> None:
 #: chunking bounds the tape that autograd records through every step.
 TAPE = """
 from diffcli import autodiff
-from diffcli.check import prepare
+from diffcli.pipeline import prepare
 autodiff.compute(prepare("grad", "iterate((s + x/s)/2, s, 1, 10000)", grid=["x=1:2:100000"]))
 """
 
@@ -279,7 +279,7 @@ def peers(points: int, repeats: int) -> None:
     load moves between runs, and timing one library after the other let it favour
     either (JAX's Hessian rate once came out 2.5x its usual)."""
     sys.path.insert(0, str(ROOT))
-    from diffcli.check import prepare
+    from diffcli.pipeline import prepare
 
     side = int(points**0.5)
     for command in ("grad", "hessian"):
@@ -405,8 +405,8 @@ def gpu(device: str = "cuda") -> None:
         rows.append(("7. --device cuda, 10^7-point grid", "skipped: no CUDA device", "-", "-"))
         return
     sys.path.insert(0, str(ROOT))
-    from diffcli.check import prepare
     from diffcli.errors import DiffcliError
+    from diffcli.pipeline import prepare
 
     for engine in ("autograd", "compiled"):
         cmd = diffcli("grad", EXPR, "--grid", "x=-2:2:3163", "--grid", "y=-2:2:3163", "--summary", "--format", "json",

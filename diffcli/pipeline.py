@@ -1,6 +1,6 @@
 """The library entry point: check one expression at some points.
 
-    >>> from diffcli.check import check
+    >>> from diffcli.pipeline import check
     >>> report = check("grad", "x^2 sin(y)", ["x=1,y=2"])
     >>> report.ok, report.autodiff[0].tolist()
     (True, [1.8185948536513634, -0.4161468365471424])
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import keyword
 import math
+import os
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -37,7 +38,7 @@ from diffcli.commands import (
 )
 from diffcli.errors import DiffcliError, ParseError
 from diffcli.expr import Node, substitute
-from diffcli.limits import DEFAULT, PRECISE_POINTS, Limits
+from diffcli.limits import DEFAULT, PRECISE_POINTS, Limits, read_path
 from diffcli.parser import check_loops, check_name, parse_expression
 from diffcli.points import PointSpec, resolve_point
 from diffcli.report import Reference, Report, Summary, quantity_shape
@@ -170,10 +171,10 @@ def _variables(trees: Sequence[Node], given: tuple[str, ...] | None, lets: Mappi
     return given
 
 
-def _by_hand(at, grid, sample, points_csv, union) -> int:
+def _by_hand(at, grid, sample, points_text, union) -> int:
     """How many leading points were given by hand: `at` (on the command line, only when
     alone: beside --grid, --sample or --points it fixes the other variables)."""
-    return len(at) if union or not (grid or sample or points_csv is not None) else 0
+    return len(at) if union or not (grid or sample or points_text is not None) else 0
 
 
 def _exact_rows(precise, total, by_hand) -> int:
@@ -184,7 +185,7 @@ def _exact_rows(precise, total, by_hand) -> int:
     return min(by_hand, total) if by_hand <= PRECISE_POINTS else 0
 
 
-def _points(names, at, grid, sample, n, seed, points_csv, union, max_points) -> np.ndarray:
+def _points(names, at, grid, sample, n, seed, points_text, union, max_points) -> np.ndarray:
     from diffcli import pointsets
 
     if n is not None and not sample:
@@ -203,7 +204,7 @@ def _points(names, at, grid, sample, n, seed, points_csv, union, max_points) -> 
             hint=pointsets.SUITE_HINT,
         )  # fmt: skip
         return np.concatenate([fixed, sampled])
-    if not (grid or sample or points_csv is not None):
+    if not (grid or sample or points_text is not None):
         if not at:
             if names:
                 raise DiffcliError(f"give a point with --at, e.g. --at {','.join(f'{v}=1' for v in names)}")
@@ -214,41 +215,60 @@ def _points(names, at, grid, sample, n, seed, points_csv, union, max_points) -> 
     tables = [pointsets.grid(spec, max_points) for spec in grid]
     if sample:
         tables.append(pointsets.sample(sample, SAMPLES if n is None else n, seed, max_points))
-    if points_csv is not None:
-        tables.append(pointsets.read_csv(points_csv))
+    if points_text is not None:
+        tables.append(pointsets.read_csv(points_text))
     if at:
         tables.append(pointsets.at_table(at, names))
     return pointsets.combine(tables, names, max_points)
 
 
+def _listed(value: Any) -> list:
+    """One item or several: a string (or a mapping, a point) is one item, never its characters."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, Mapping)):
+        return [value]
+    return list(value)
+
+
+def _point_list(at: Any) -> list[PointSpec]:
+    """``at`` as a list of points; a bare number is a one-variable point."""
+    return [(p,) if isinstance(p, (int, float)) and not isinstance(p, bool) else p for p in _listed(at)]
+
+
 def prepare(
     command: str,
     expression: str,
-    at: Sequence[PointSpec] = (),
+    at: PointSpec | Sequence[PointSpec] = (),
     *,
     variables: str | Sequence[str] | None = None,
-    tangent: PointSpec | None = None,
-    dtype: str = "float64",
-    device: str = "cpu",
-    rtol: float | None = None,
-    atol: float | None = None,
-    grid: Sequence[str] = (),
-    sample: Sequence[str] = (),
+    grid: str | Sequence[str] = (),
+    sample: str | Sequence[str] = (),
     n: int | None = None,
     seed: int = 0,
-    points_csv: str | None = None,
-    precise: bool | None = None,
+    points_csv: str | os.PathLike[str] | None = None,
+    points_text: str | None = None,
     let: Mapping[str, str] | None = None,
-    union: bool = False,
-    limits: Limits = DEFAULT,
-    engine: str = "autograd",
+    tangent: PointSpec | None = None,
     cotangent: PointSpec | None = None,
-    mode: str = "auto",
     wrt: str | Sequence[str] | None = None,
     order: int | str | None = None,
+    mode: str = "auto",
+    dtype: str = "float64",
+    device: str = "cpu",
+    engine: str = "autograd",
+    rtol: float | None = None,
+    atol: float | None = None,
+    precise: bool | None = None,
+    limits: Limits = DEFAULT,
+    union: bool = False,
 ) -> Request:
-    """Validate everything; ``union=True`` makes the points `at` followed by `sample` (as in a suite
-    case) rather than their product (as on the command line, where --at fixes the other variables)."""
+    """Validate everything and return the :class:`Request` that :func:`run` (or
+    :func:`run_summary`) computes. The arguments are :func:`check`'s, and two more:
+    ``points_text``, a CSV table's text rather than its path (the command line reads
+    ``--points -`` from standard input), and ``union=True``, which makes the points
+    `at` followed by `sample` (as in a suite case) rather than their product (as on
+    the command line, where --at fixes the other variables)."""
     if command not in COMMANDS:
         raise DiffcliError(f"unknown command '{command}' (choose from {', '.join(COMMANDS)})")
     if engine not in ENGINES:
@@ -258,6 +278,11 @@ def prepare(
     for name, tol in (("--rtol", rtol), ("--atol", atol)):
         if tol is not None and not (0 <= tol < math.inf):
             raise DiffcliError(f"{name} must be a finite number >= 0")
+    if points_csv is not None:
+        if points_text is not None:
+            raise DiffcliError("give points_csv (a path) or points_text (its text), not both")
+        points_text = read_path(points_csv, limits.max_file_mb)
+    at, grid, sample = _point_list(at), _listed(grid), _listed(sample)
     given = parse_variables(variables)
     parsed = parse_lets(let or {}, given, limits)
     typed = parse_expression(expression, (given or ()) + tuple(parsed), limits, vector=True)
@@ -270,12 +295,12 @@ def prepare(
         raise DiffcliError(f"--mode must be one of {', '.join(MODES)}")
     tree, lets = bind(typed, parsed, limits)
     names = _variables([typed, *lets.values()], given, lets)
-    points = _points(names, at, grid, sample, n, seed, points_csv, union, limits.max_points)
+    points = _points(names, at, grid, sample, n, seed, points_text, union, limits.max_points)
     points = _as_dtype(points, dtype, names, "a point has")  # the coordinates as the dtype holds them
     slots = tuple(f"f{i + 1}" for i in range(outputs)) if outputs else ("f",)
     direction = _direction(row, "tangent", tangent, names, "variable", union, dtype)
     weights = _direction(row, "cotangent", cotangent, slots, "component", union, dtype)
-    by_hand = min(_by_hand(at, grid, sample, points_csv, union), points.shape[0])
+    by_hand = min(_by_hand(at, grid, sample, points_text, union), points.shape[0])
     by = _wrt(row, wrt, names, _option("wrt", union))
     degree = _order(row, order, _option("order", union))
     return Request(
@@ -375,9 +400,92 @@ def _as_dtype(values: np.ndarray, dtype: str, names: Sequence[str], what: str) -
     return held
 
 
-def check(command: str, expression: str, at: Sequence[PointSpec] = (), **options) -> Report:
-    """Run one check: autodiff and the symbolic reference at every point."""
-    return run(prepare(command, expression, at, **options))
+def check(
+    command: str,
+    expression: str,
+    at: PointSpec | Sequence[PointSpec] = (),
+    *,
+    variables: str | Sequence[str] | None = None,
+    grid: str | Sequence[str] = (),
+    sample: str | Sequence[str] = (),
+    n: int | None = None,
+    seed: int = 0,
+    points_csv: str | os.PathLike[str] | None = None,
+    let: Mapping[str, str] | None = None,
+    tangent: PointSpec | None = None,
+    cotangent: PointSpec | None = None,
+    wrt: str | Sequence[str] | None = None,
+    order: int | str | None = None,
+    mode: str = "auto",
+    dtype: str = "float64",
+    device: str = "cpu",
+    engine: str = "autograd",
+    rtol: float | None = None,
+    atol: float | None = None,
+    precise: bool | None = None,
+    limits: Limits = DEFAULT,
+) -> Report:
+    """Run one check: torch's answer and the reference at every point, judged.
+
+    Every argument takes what the command line and the suites take. Bad input
+    raises :class:`~diffcli.errors.DiffcliError` before any work starts.
+
+    Args:
+        command: what to check: a name in the command table
+            (:data:`diffcli.commands.COMMANDS`: ``"value"``, ``"grad"``,
+            ``"hessian"``, ...), as on the command line.
+        expression: the expression as a person types it (``"x^2 sin(y)"``); a
+            vector is ``"[x y, x + y]"``.
+        at: a point or a list of points. A point is ``"x=1,y=2"`` (values may be
+            constant expressions such as ``pi/4``), a mapping ``{"x": 1, "y": 2}``,
+            values in variable order (``"1,2"`` or ``(1, 2)``), or a bare number for
+            one variable. With ``grid``, ``sample`` or ``points_csv``: fixed values
+            for the other variables (``--at``).
+        variables: the variables and their order, ``"x,y"`` or ``["x", "y"]``
+            (``--vars``); default: the expression's names, sorted.
+        grid: ``"x=0:1:11"`` (11 values from 0 to 1) or a list of them, which make
+            a mesh (``--grid``).
+        sample: ``"x=0:1"`` or a list of them: uniform points in that box
+            (``--sample``), ``n`` of them drawn with ``seed``.
+        n: how many points ``sample`` draws (``--n``; default
+            :data:`diffcli.commands.SAMPLES`).
+        seed: the random seed of ``sample`` (``--seed``).
+        points_csv: the path of a CSV file whose header names the variables
+            (``--points``).
+        let: names for subexpressions, ``{"r": "sqrt(x^2 + y^2)"}`` (as a suite's
+            ``let``).
+        tangent: jvp's direction, one value per variable, written as a point
+            (``"x=1,y=0"``, ``(1, 0)`` or a mapping); default all ones.
+        cotangent: vjp's weights, one per component (``"f1=1,f2=0"`` or ``(1, 0)``);
+            default all ones.
+        wrt: diff's variables, in order, each repeated as often as asked:
+            ``"x:2,y"`` or ``["x", "x", "y"]``.
+        order: taylor's highest order, a whole number (``--order``; default
+            :data:`diffcli.commands.TAYLOR_ORDER`).
+        mode: jacobian's mode, one of :data:`diffcli.commands.MODES` (``--mode``).
+        dtype: torch's dtype, one of :data:`diffcli.commands.DTYPES` (``--dtype``);
+            the default tolerances follow it.
+        device: the torch device, ``"cpu"`` or e.g. ``"cuda"``.
+        engine: how torch differentiates, one of :data:`diffcli.commands.ENGINES`
+            (``--engine``).
+        rtol: the relative tolerance (default: the dtype's).
+        atol: the absolute tolerance (default: the dtype's).
+        precise: ``True``: the 30-digit reference at every point; ``False``: at
+            none; ``None`` (the default): at points given by hand, if there are few.
+        limits: the resource limits (:class:`~diffcli.limits.Limits`): size of
+            the expression, points, and the symbolic worker's time and memory when
+            one is used (see :func:`diffcli.worker.using`).
+
+    Returns:
+        A :class:`~diffcli.report.Report`: arrays over the points and a verdict at each.
+    """
+    request = prepare(
+        command, expression, at, variables=variables, grid=grid, sample=sample, n=n, seed=seed,
+        points_csv=points_csv, let=let, tangent=tangent, cotangent=cotangent, wrt=wrt, order=order,
+        mode=mode, dtype=dtype, device=device, engine=engine, rtol=rtol, atol=atol, precise=precise,
+        limits=limits,
+    )  # fmt: skip
+    return run(request)
 
 
 @dataclass
