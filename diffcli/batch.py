@@ -290,6 +290,8 @@ def run_batch(
     shard: Shard | None = None,
     out: IO[str] = sys.stdout,
     progress: bool = False,
+    annotations: str = "none",
+    workspace: str | None = None,
     **options: Any,
 ) -> int:
     """Run every case and write as we go; returns the exit status."""
@@ -299,8 +301,9 @@ def run_batch(
     if checks is not None and cases and not any(c.error or planned(c, checks) for c in cases):
         raise DiffcliError(f"--checks {','.join(checks)}: no case runs these checks (each names its own)")
     writer = BatchWriter(
-        fmt, out, junit, html, progress=progress, total=len(cases), files=[name for name, _ in sources]
-    )
+        fmt, out, junit, html, progress=progress, total=len(cases), files=[name for name, _ in sources],
+        annotations=annotations, workspace=workspace,
+    )  # fmt: skip
     # (an unwritable --junit or --html is refused here, before any work)
     interrupted = False
     interrupts = _Interrupts()

@@ -16,6 +16,7 @@ import click
 
 from diffcli import __version__
 from diffcli.commands import (
+    ANNOTATIONS,
     COMMANDS,
     DEFAULT_CHECKS,
     DEFAULT_VECTOR_CHECKS,
@@ -359,8 +360,15 @@ def parse_checks(text: str | None) -> tuple[str, ...] | None:
     "and curves, filters by status (opens offline; rewritten as checks finish).",
 )
 @click.option("--shard", metavar="K/N", help="Run only the K-th of N deterministic slices of the cases.")
+@click.option(
+    "--annotations",
+    type=click.Choice(ANNOTATIONS),
+    help="Also report each mismatching or failing check on standard error in this CI's own form, with its "
+    "case's file and line: github (workflow commands that mark the line in a pull request's diff). "
+    "Default: github when GITHUB_ACTIONS=true, else none.",
+)
 @common_options
-def batch_command(files, checks, junit, html, shard, fmt, debug, **options) -> None:
+def batch_command(files, checks, junit, html, shard, annotations, fmt, debug, **options) -> None:
     limits = limits_from(options)
     with cli_errors(debug), symbolic_worker(limits):
         from diffcli.batch import run_batch, shard_spec
@@ -369,7 +377,8 @@ def batch_command(files, checks, junit, html, shard, fmt, debug, **options) -> N
         outcome = run_batch(
             sources, checks=parse_checks(checks), fmt=fmt or default_format(), junit=junit, html=html,
             shard=shard_spec(shard), out=sys.stdout, progress=sys.stdout.isatty() and fmt in (None, "table"),
-            limits=limits, **options,
+            annotations=annotations or ("github" if os.environ.get("GITHUB_ACTIONS") == "true" else "none"),
+            workspace=os.environ.get("GITHUB_WORKSPACE"), limits=limits, **options,
         )  # fmt: skip
     sys.exit(outcome)
 

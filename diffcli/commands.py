@@ -220,6 +220,11 @@ MODES = ("auto", "reverse", "forward")
 #: Output formats (their implementations: ``diffcli.render.FORMATS``).
 FORMATS = ("table", "plain", "json", "csv")
 
+#: Where `batch` also reports failing checks, beside its output: "github" writes GitHub
+#: Actions workflow commands (the default when GITHUB_ACTIONS=true); implementations:
+#: ``diffcli.render.ANNOTATIONS``.
+ANNOTATIONS = ("github", "none")
+
 #: How torch differentiates (see :mod:`diffcli.autodiff`).
 ENGINES = ("autograd", "func", "compiled")
 

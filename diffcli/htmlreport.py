@@ -123,29 +123,16 @@ def _formulas(record) -> str:
 
 def _worst(record) -> str:
     """The points with the largest errors of a failing record, the worst element of each."""
-    report = record.report
-    points = len(report)
-    if not points:
+    worst = record.report.worst(WORST)
+    if not worst:
         return ""
-    a = np.asarray(report.autodiff, dtype=np.float64).reshape(points, -1)
-    r = np.asarray(report.reference, dtype=np.float64).reshape(points, -1)
-    error, rel, _ = element_errors(a, r, report.tolerance)
-    defined = np.isfinite(r) if report.defined is None else np.asarray(report.defined).reshape(points, -1)
-    error = np.where(defined, error, -1.0)
-    element = error.argmax(axis=1)
-    rows = np.flatnonzero(report.verdicts.status == MISMATCH)
-    rows = rows[np.argsort(-error[rows, element[rows]], kind="stable")][:WORST]
-    if not len(rows):
-        return ""
-    labels = [e.label for e in COMMANDS[report.command].entries(report.variables, report.outputs, report.extra)]
     body = "".join(
         "<tr>" + "".join(f"<td>{cell}</td>" for cell in (
-            _e(", ".join(f"{v}={c:.6g}" for v, c in zip(report.variables, report.points[i])) or "–"),
-            _e(labels[element[i]] if labels else ""),
-            f"<code>{_e(_full(a[i, element[i]]))}</code>", f"<code>{_e(_full(r[i, element[i]]))}</code>",
-            _e(_number(error[i, element[i]])), _e(_number(rel[i, element[i]])),
+            _e(", ".join(f"{v}={c:.6g}" for v, c in w.point.items()) or "–"), _e(w.entry),
+            f"<code>{_e(_full(w.autodiff))}</code>", f"<code>{_e(_full(w.reference))}</code>",
+            _e(_number(w.abs_err)), _e(_number(w.rel_err)),
         )) + "</tr>"
-        for i in rows
+        for w in worst
     )  # fmt: skip
     head = "".join(f"<th>{h}</th>" for h in ("point", "entry", "autodiff", "reference", "abs err", "rel err"))
     return f"<table class='worst'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -238,7 +225,7 @@ def record_html(record, number: int) -> str:
     from diffcli.render import record_fields
 
     status, case, check, points, abs_err, rel_err, message = record_fields(record)
-    where = f"{record.case.file}" + (f":{record.case.line}" if record.case.line else "")
+    where = record.case.where
     failing = status in (MISMATCH, "error")
     numbers = [_number(float(e)) if e != "-" else "–" for e in (abs_err, rel_err)]
     row = (

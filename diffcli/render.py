@@ -495,6 +495,75 @@ def junit_xml(records, seconds: float) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
+def record_title(record) -> str:
+    """``name [check]: status``, as JUnit names a testcase."""
+    return f"{record.case.name} [{record.check}]: {record.status}" if record.check else f"{record.case.name}: error"
+
+
+def failure_text(record, limit: int = 5, head: bool = True) -> str:
+    """A failing record in words, for a test report or an annotation: what failed and where
+    (with ``head``), then the expression, the reference's formulas, golden values missed,
+    and the worst points."""
+    case = record.case
+    lines = [f"{record_title(record)} ({case.where})"] if head else []
+    if record.error is not None:
+        return "\n".join([*lines, record.error])
+    report = record.report
+    lines.append(f"expression: {case.expr}")
+    from diffcli.plot import shown_entries
+
+    formulas = np.asarray(report.symbolic, dtype=object).reshape(-1)
+    for k, label in shown_entries(report.command, report.variables, report.outputs, report.extra)[: limit * 2]:
+        lines.append(f"reference: {label} = {formulas[k]}" if label else f"reference: {formulas[k]}")
+    for failure in record.expect_failures:
+        point = point_text(report.variables, report.points[failure["index"]])
+        lines.append(f"expect.{record.check} at {point}: expected {failure['expected']}, found {failure['found']}")
+    counts = report.counts()
+    if record.status != MISMATCH or not counts.get(MISMATCH):
+        reason = record.message if record.status != MISMATCH else ""
+        return "\n".join(lines + ([reason] if reason else []))
+    lines.append(f"{counts[MISMATCH]} of {plural(len(report), 'point')} mismatch; the worst:")
+    columns = ("point", "entry", "autodiff", "reference", "abs err", "rel err", "status")
+    rows = [columns] + [
+        (point_text(report.variables, list(w.point.values())) or "-", w.entry or "f", plain_number(w.autodiff),
+         plain_number(w.reference), f"{w.abs_err:.3g}", f"{w.rel_err:.3g}", w.status)
+        for w in report.worst(limit)
+    ]  # fmt: skip
+    widths = [max(len(row[j]) for row in rows) for j in range(len(columns))]
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def github_annotation(record, workspace: str | None = None) -> str | None:
+    """A GitHub Actions workflow command for a failing record (None for a passing one):
+    ``::error file=F,line=L,title=T::MESSAGE``, escaped as GitHub's toolkit escapes them;
+    ``file`` relative to ``workspace`` (the checkout) when it lies inside it."""
+    if record.ok:
+        return None
+    import os
+
+    path: str | None = record.case.file
+    if path.startswith("<"):  # <stdin>: no file to mark
+        path = None
+    elif workspace and os.path.isabs(path) and os.path.commonpath([path, workspace]) == workspace:
+        path = os.path.relpath(path, workspace)
+    properties = {"file": path, "line": record.case.line if path else None, "title": f"diffcli: {record_title(record)}"}
+    fields = ",".join(f"{k}={_escape_property(str(v))}" for k, v in properties.items() if v is not None)
+    return f"::error {fields}::{_escape_data(failure_text(record, head=False))}"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+#: How ``batch --annotations`` reports each failing record (see commands.ANNOTATIONS).
+ANNOTATIONS = {"github": github_annotation, "none": None}
+
+
 def _top_reason(report: Report) -> str:
     return report.top_reason() or "no reason recorded"
 
@@ -542,11 +611,15 @@ class BatchWriter:
 
     def __init__(
         self, fmt: str, out: IO[str], junit: str | None, html: str | None = None, *, progress: bool, total: int,
-        files: list[str] | None = None,
+        files: list[str] | None = None, annotations: str = "none", err: IO[str] | None = None,
+        workspace: str | None = None,
     ):  # fmt: skip
+        import sys
         import time
 
         self.format, self.out, self.junit = FORMATS[fmt], out, junit
+        # Annotations go to stderr: GitHub reads workflow commands there too, and stdout stays the format's.
+        self.annotate, self.err, self.workspace = ANNOTATIONS[annotations], err or sys.stderr, workspace
         self.html = None
         if html:
             from diffcli.htmlreport import HtmlReport
@@ -577,6 +650,9 @@ class BatchWriter:
         self.records.append(record)
         self.format.batch_record(self, record)
         self.out.flush()
+        note = self.annotate(record, self.workspace) if self.annotate else None
+        if note:
+            print(note, file=self.err, flush=True)
         if self.junit:
             write_atomically(self.junit, junit_xml(self.records, self.elapsed()))
         if self.html is not None:

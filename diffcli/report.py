@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from diffcli.commands import COMMANDS, NONE, Exit, Extra
-from diffcli.verdict import MISMATCH, STATUSES, UNDEFINED, UNKNOWN, Tolerance, Verdict, Verdicts
+from diffcli.verdict import MISMATCH, STATUSES, UNDEFINED, UNKNOWN, Tolerance, Verdict, Verdicts, element_errors
 
 
 def quantity_shape(command: str, n: int, m: int = 0, extra: Extra = NONE) -> tuple[int, ...]:
@@ -139,6 +139,20 @@ class Summary:
         return out
 
 
+@dataclass(frozen=True)
+class WorstPoint:
+    """A point where autodiff and the reference part most, at its worst element."""
+
+    index: int  # the point's row
+    point: dict[str, float]
+    entry: str  # the element's label (∂f/∂x, ...); "" for a value
+    autodiff: float
+    reference: float
+    abs_err: float
+    rel_err: float
+    status: str
+
+
 @dataclass
 class Report:
     command: str
@@ -225,3 +239,27 @@ class Report:
         if self.streamed is not None:
             return self.streamed.as_dict()
         return Summary(self.variables).add(self.points, self.verdicts, self.reasons, self.recomputed).as_dict()
+
+    def worst(self, limit: int = 5, status: str = MISMATCH) -> list[WorstPoint]:
+        """The ``limit`` points of this status with the largest errors, worst first, each at
+        its worst element whose reference exists (a streamed report has no points: [])."""
+        points = len(self) if self.streamed is None else 0
+        rows = np.flatnonzero(self.verdicts.status == status) if points else np.array([], dtype=int)
+        if not len(rows):
+            return []
+        a = np.asarray(self.autodiff, dtype=np.float64).reshape(points, -1)
+        r = np.asarray(self.reference, dtype=np.float64).reshape(points, -1)
+        error, rel, _ = element_errors(a, r, self.tolerance)
+        defined = np.isfinite(r) if self.defined is None else np.asarray(self.defined).reshape(points, -1)
+        error = np.where(defined, error, -1.0)
+        element = error.argmax(axis=1)
+        rows = rows[np.argsort(-error[rows, element[rows]], kind="stable")][:limit]
+        labels = [e.label for e in COMMANDS[self.command].entries(self.variables, self.outputs, self.extra)]
+        worst = []
+        for i in rows:
+            k = element[i]
+            point = {v: float(c) for v, c in zip(self.variables, self.points[i])}
+            errors = float(max(error[i, k], 0.0)), float(rel[i, k])
+            label = labels[k] if labels else ""
+            worst.append(WorstPoint(int(i), point, label, float(a[i, k]), float(r[i, k]), *errors, status))
+        return worst

@@ -30,7 +30,7 @@ class Case:
     name: str
     expr: str
     file: str
-    line: int | None = None  # text files: the line; TOML: the case's position (1-based)
+    line: int | None = None  # its line in the file: a text list's line, a TOML case's [[case]] header
     variables: list[str] | None = None
     let: dict[str, str] = field(default_factory=dict)
     at: list[Any] = field(default_factory=list)
@@ -45,6 +45,11 @@ class Case:
     rtol: float | None = None
     atol: float | None = None
     error: str | None = None  # why this case cannot run
+
+    @property
+    def where(self) -> str:
+        """``file:line`` (or the file alone when the line is unknown)."""
+        return f"{self.file}:{self.line}" if self.line else self.file
 
 
 class CaseError(Exception):
@@ -121,7 +126,7 @@ def _sample(where: str, value: Any) -> dict:
     return value
 
 
-def _case(raw: Any, defaults: dict, file: str, position: int) -> Case:
+def _case(raw: Any, defaults: dict, file: str, position: int, line: int | None) -> Case:
     where = f"{file}: case {position}"
     if not isinstance(raw, dict):
         raise CaseError(f"{where}: must be a table")
@@ -133,7 +138,7 @@ def _case(raw: Any, defaults: dict, file: str, position: int) -> Case:
     _expect_type(where, "expr", raw["expr"], "string")
     name = raw.get("name", raw["expr"])
     _expect_type(where, "name", name, "string")
-    case = Case(name=name, expr=raw["expr"], file=file, line=position)
+    case = Case(name=name, expr=raw["expr"], file=file, line=line)
     if "vars" in raw:
         _expect_type(where, "vars", raw["vars"], "array")
         for v in raw["vars"]:
@@ -215,15 +220,30 @@ def read_toml(text: str, file: str) -> list[Case]:
     raw_cases = doc.get("case", [])
     if not isinstance(raw_cases, list):
         raise DiffcliError(f"{file}: 'case' must be an array of tables ([[case]])")
+    lines = _header_lines(text, len(raw_cases))
     cases = []
-    for position, raw in enumerate(raw_cases, start=1):
+    for position, (raw, line) in enumerate(zip(raw_cases, lines), start=1):
         try:
-            cases.append(_case(raw, defaults, file, position))
+            cases.append(_case(raw, defaults, file, position, line))
         except CaseError as exc:
             name = raw.get("name") or raw.get("expr") if isinstance(raw, dict) else None
             label = name if isinstance(name, str) else f"case {position}"
-            cases.append(Case(name=label, expr="", file=file, line=position, error=str(exc)))
+            cases.append(Case(name=label, expr="", file=file, line=line, error=str(exc)))
     return cases
+
+
+_CASE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*case[ \t]*\]\]", re.MULTILINE)
+
+
+def _header_lines(text: str, count: int) -> list[int | None]:
+    """The line of each case's ``[[case]]`` header (tomllib keeps no positions); None for
+    each when the headers do not match the cases one to one (an inline ``case = [...]``)."""
+    lines, line, at = [], 1, 0
+    for match in _CASE_HEADER.finditer(text):
+        line += text.count("\n", at, match.start())
+        at = match.start()
+        lines.append(line)
+    return lines if len(lines) == count else [None] * count
 
 
 def read_text(text: str, file: str) -> list[Case]:
