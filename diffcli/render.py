@@ -25,7 +25,7 @@ from diffcli.commands import COMMANDS, TABLE_POINTS
 from diffcli.errors import DiffcliError, plural
 from diffcli.limits import PRECISE_POINTS
 from diffcli.report import PointResult, Report
-from diffcli.verdict import MISMATCH, OK, STATUSES, UNDEFINED, UNKNOWN, judge, worst
+from diffcli.verdict import MISMATCH, OK, STATUSES, UNDEFINED, UNKNOWN, judge, tolerance_of, worst
 
 
 @dataclass(frozen=True)
@@ -522,12 +522,16 @@ def failure_text(record, limit: int = 5, head: bool = True) -> str:
     if record.status != MISMATCH or not counts.get(MISMATCH):
         reason = record.message if record.status != MISMATCH else ""
         return "\n".join(lines + ([reason] if reason else []))
+    # the points where torch parts from the reference (a missed golden value alone is said above)
+    worst = [w for w in report.worst(limit) if not w.abs_err <= tolerance_of(w.reference, report.tolerance)]
+    if not worst:
+        return "\n".join(lines)
     lines.append(f"{counts[MISMATCH]} of {plural(len(report), 'point')} mismatch; the worst:")
     columns = ("point", "entry", "autodiff", "reference", "abs err", "rel err", "status")
     rows = [columns] + [
         (point_text(report.variables, list(w.point.values())) or "-", w.entry or "f", plain_number(w.autodiff),
          plain_number(w.reference), f"{w.abs_err:.3g}", f"{w.rel_err:.3g}", w.status)
-        for w in report.worst(limit)
+        for w in worst
     ]  # fmt: skip
     widths = [max(len(row[j]) for row in rows) for j in range(len(columns))]
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

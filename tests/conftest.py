@@ -10,3 +10,6 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 # Console scripts the tests run go through no warm server (tests/test_server.py starts its own,
 # in a directory of its own): none is left behind, and every run is the in-process one.
 os.environ["DIFFCLI_SERVER"] = "0"
+
+# tests/test_pytest_plugin.py runs pytest on temporary projects
+pytest_plugins = ["pytester"]

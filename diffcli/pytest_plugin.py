@@ -1,0 +1,192 @@
+"""diffcli's pytest plugin: suite files collected as tests, one per case x check.
+
+Installed with diffcli and registered through the ``pytest11`` entry point
+``diffcli``, so ``pytest`` collects ``*.diffcli.toml`` files (more globs with the
+ini option ``diffcli_suites``) and ``pytest -p no:diffcli`` turns it off. Node ids
+are ``path::case::check``: ``-k``, ``--lf``, ``-x``, ``-n`` (pytest-xdist) and
+``--junitxml`` work as for any test. A mismatch or an input error fails its item
+with the text ``diffcli batch`` annotates with; a check whose reference could not
+be computed (unknown) is skipped, with why; an undefined reference passes.
+
+This module imports only pytest and diffcli's light modules: torch and SymPy load
+when the first suite item runs, so a test run without suites pays nothing. The
+symbolic work runs in one worker process per pytest process, under the limits of
+``--diffcli-timeout`` and ``--diffcli-max-memory`` (or the ini keys
+``diffcli_timeout`` and ``diffcli_max_memory``), as on the command line.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from diffcli.errors import DiffcliError
+from diffcli.limits import DEFAULT, Limits, read_path
+
+#: Suite files collected with no configuration; ``diffcli_suites`` adds globs to these.
+SUITES = ("*.diffcli.toml",)
+
+#: The limit options: (option, ini key, Limits field, type, help).
+_LIMITS = (
+    ("--diffcli-timeout", "diffcli_timeout", "timeout", float,
+     f"Seconds of symbolic work per check (default {DEFAULT.timeout:g}), as diffcli --timeout."),
+    ("--diffcli-max-memory", "diffcli_max_memory", "max_memory_mb", int,
+     f"Memory cap of the symbolic worker in MiB (default {DEFAULT.max_memory_mb}), as diffcli --max-memory."),
+)  # fmt: skip
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("diffcli", "diffcli suites (*.diffcli.toml)")
+    for option, ini, _, kind, text in _LIMITS:
+        group.addoption(option, type=kind, default=None, metavar="N", help=text)
+        parser.addini(ini, text, default=None)
+    parser.addini(
+        "diffcli_suites", f"More globs of diffcli suite files to collect, besides {', '.join(SUITES)}.", type="args"
+    )
+
+
+def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:
+    patterns = (*SUITES, *parent.config.getini("diffcli_suites"))
+    relative = file_path.relative_to(parent.config.rootpath).as_posix() if _inside(file_path, parent) else ""
+    if any(fnmatch.fnmatch(file_path.name, p) or (relative and fnmatch.fnmatch(relative, p)) for p in patterns):
+        return SuiteFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _inside(path: Any, node: pytest.Collector) -> bool:
+    return path.is_relative_to(node.config.rootpath)
+
+
+_LIMITS_KEY = pytest.StashKey[Limits]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_LIMITS_KEY] = _read_limits(config)  # a bad value stops the run before any test
+
+
+def limits(config: pytest.Config) -> Limits:
+    """The limits this run's checks get (see :func:`_read_limits`)."""
+    return config.stash[_LIMITS_KEY]
+
+
+def _read_limits(config: pytest.Config) -> Limits:
+    """The limits from the command line, else the ini file, else diffcli's defaults."""
+    given = {}
+    for option, ini, field, kind, _ in _LIMITS:
+        value = config.getoption(option.lstrip("-").replace("-", "_"))
+        if value is None and config.getini(ini) is not None:
+            try:
+                value = kind(config.getini(ini))
+            except ValueError:
+                raise pytest.UsageError(f"{ini} = {config.getini(ini)!r}: not a number") from None
+        if value is not None and not 0 < value < float("inf"):
+            raise pytest.UsageError(f"{option} must be a positive number")
+        given[field] = value
+    return DEFAULT.with_options(**given)
+
+
+class SuiteFile(pytest.File):
+    """A suite: a collector per case."""
+
+    def collect(self) -> Iterator[pytest.Node]:
+        from diffcli.suite import read_cases
+
+        name = self.path.relative_to(self.config.rootpath).as_posix() if _inside(self.path, self) else str(self.path)
+        try:
+            cases = read_cases(name, read_path(self.path, limits(self.config).max_file_mb))
+        except DiffcliError as exc:
+            raise self.CollectError(exc.render()) from None
+        seen = Counter(_node_name(case.name) for case in cases)
+        for case in cases:
+            label = _node_name(case.name)
+            if seen[label] > 1:  # node ids must be unique: tell repeated names apart by line
+                label = f"{label} (line {case.line})" if case.line else label
+            yield SuiteCase.from_parent(self, name=label, case=case)
+
+
+def _node_name(name: str) -> str:
+    """A case's name as one part of a node id ("::" separates the parts)."""
+    return " ".join(name.split()).replace("::", ":") or "(unnamed)"
+
+
+class SuiteCase(pytest.Collector):
+    """A case of a suite: an item per check it runs."""
+
+    def __init__(self, *, case: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from diffcli.batch import planned
+
+        for check in dict.fromkeys(planned(self.case, None)) or ["value"]:
+            yield CheckItem.from_parent(self, name=check, check=check)
+
+
+class FailedCheckError(Exception):
+    """A check that mismatched, or an input error in its case: its record."""
+
+    def __init__(self, record: Any) -> None:
+        super().__init__(record.status)
+        self.record = record
+
+
+class CheckItem(pytest.Item):
+    """One check of one case, run as ``diffcli batch`` runs it."""
+
+    def __init__(self, *, check: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check = check
+        self.case = self.parent.case
+
+    def runtest(self) -> None:
+        from diffcli import worker
+        from diffcli.batch import Record, finish_case, start_case
+        from diffcli.verdict import UNKNOWN
+
+        if self.case.error is not None:
+            raise FailedCheckError(Record(self.case, self.check, error=self.case.error))
+        with worker.using(_backend(self.config)) as backend, warnings.catch_warnings():
+            # torch's own deprecations (torch.func calls torch.jit.script) are not the user's to fix
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
+            (record,) = finish_case(start_case(self.case, [self.check], {"limits": limits(self.config)}, backend))
+        if not record.ok:
+            raise FailedCheckError(record)
+        if record.status == UNKNOWN:
+            pytest.skip(f"{self.check}: not checked: {record.message}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, FailedCheckError):
+            from diffcli.render import failure_text
+
+            return failure_text(excinfo.value.record)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        line = self.case.line - 1 if self.case.line else None  # pytest counts lines from 0
+        return self.path, line, f"{self.case.name} [{self.check}]"
+
+
+_BACKEND = pytest.StashKey[Any]()
+
+
+def _backend(config: pytest.Config) -> Any:
+    """This pytest process's symbolic worker, started by the first check that needs it."""
+    if _BACKEND not in config.stash:
+        from diffcli import worker
+
+        backend = worker.isolated(limits(config))
+        backend.start()
+        config.stash[_BACKEND] = backend
+    return config.stash[_BACKEND]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    backend = config.stash.get(_BACKEND, None)
+    if backend is not None:
+        backend.close()
