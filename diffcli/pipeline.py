@@ -17,7 +17,7 @@ import math
 import os
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ from diffcli.errors import DiffcliError, ParseError
 from diffcli.expr import Node, substitute
 from diffcli.limits import DEFAULT, PRECISE_POINTS, Limits, read_path
 from diffcli.parser import check_loops, check_name, parse_expression
-from diffcli.points import PointSpec, resolve_point
+from diffcli.points import Points, PointSpec, resolve_point
 from diffcli.report import Reference, Report, Summary, quantity_shape
 from diffcli.verdict import MISMATCH, Tolerance, Verdicts, judge_many, tolerance_for
 
@@ -226,7 +226,7 @@ def _listed(value: Any) -> list:
     """One item or several: a string (or a mapping, a point) is one item, never its characters."""
     if value is None:
         return []
-    if isinstance(value, (str, bytes, Mapping)):
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         return [value]
     return list(value)
 
@@ -239,7 +239,7 @@ def _point_list(at: Any) -> list[PointSpec]:
 def prepare(
     command: str,
     expression: str,
-    at: PointSpec | Sequence[PointSpec] = (),
+    at: Points = (),
     *,
     variables: str | Sequence[str] | None = None,
     grid: str | Sequence[str] = (),
@@ -403,7 +403,7 @@ def _as_dtype(values: np.ndarray, dtype: str, names: Sequence[str], what: str) -
 def check(
     command: str,
     expression: str,
-    at: PointSpec | Sequence[PointSpec] = (),
+    at: Points = (),
     *,
     variables: str | Sequence[str] | None = None,
     grid: str | Sequence[str] = (),

@@ -16,6 +16,9 @@ from diffcli.parser import parse_assignments, parse_expression
 
 PointSpec = str | Mapping[str, float | int | str] | Sequence[float | int | str]
 
+#: One point or a list of them; a bare number is a point of one variable.
+Points = PointSpec | float | Sequence[PointSpec | float]
+
 
 def _plain_float(text: str) -> float | None:
     try:
