@@ -42,7 +42,7 @@ from diffcli import __version__
 #: writes its output. Everything else comes from the server's own environment.
 ENVIRONMENT = (
     "NO_COLOR", "FORCE_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "COLORTERM", "TTY_COMPATIBLE", "TTY_INTERACTIVE",
-    "COLUMNS", "LINES", "TERM", "LANG", "LANGUAGE", "CI", "GITHUB_ACTIONS", "TZ",
+    "COLUMNS", "LINES", "TERM", "LANG", "LANGUAGE", "CI", "GITHUB_ACTIONS", "GITHUB_WORKSPACE", "TZ",
 )  # fmt: skip
 ENVIRONMENT_PREFIXES = ("LC_", "DIFFCLI_")
 
