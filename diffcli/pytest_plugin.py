@@ -1,12 +1,14 @@
 """diffcli's pytest plugin: suite files collected as tests, one per case x check.
 
 Installed with diffcli and registered through the ``pytest11`` entry point
-``diffcli``, so ``pytest`` collects ``*.diffcli.toml`` files (more globs with the
-ini option ``diffcli_suites``) and ``pytest -p no:diffcli`` turns it off. Node ids
-are ``path::case::check``: ``-k``, ``--lf``, ``-x``, ``-n`` (pytest-xdist) and
-``--junitxml`` work as for any test. A mismatch or an input error fails its item
-with the text ``diffcli batch`` annotates with; a check whose reference could not
-be computed (unknown) is skipped, with why; an undefined reference passes.
+``diffcli``, so ``pytest`` collects ``*.diffcli.toml`` suites and
+``*.diffcli.txt`` text lists (more globs with the ini option
+``diffcli_suites``); ``pytest -p no:diffcli`` turns it off. Node ids are
+``path::case::check``: ``-k``, ``--lf``, ``-x``, ``-n`` (pytest-xdist) and
+``--junitxml`` work as for any test. A mismatch or an input error fails its
+item with the text ``diffcli batch`` annotates with; a check whose reference
+could not be computed (unknown) is skipped, with why; an undefined reference
+passes.
 
 This module imports only pytest and diffcli's light modules: torch and SymPy load
 when the first suite item runs, so a test run without suites pays nothing. The
@@ -29,7 +31,7 @@ from diffcli.errors import DiffcliError
 from diffcli.limits import DEFAULT, Limits, read_path
 
 #: Suite files collected with no configuration; ``diffcli_suites`` adds globs to these.
-SUITES = ("*.diffcli.toml",)
+SUITES = ("*.diffcli.toml", "*.diffcli.txt")
 
 #: The limit options: (option, ini key, Limits field, type, help).
 _LIMITS = (
@@ -41,7 +43,7 @@ _LIMITS = (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("diffcli", "diffcli suites (*.diffcli.toml)")
+    group = parser.getgroup("diffcli", f"diffcli suites ({', '.join(SUITES)})")
     for option, ini, _, kind, text in _LIMITS:
         group.addoption(option, type=kind, default=None, metavar="N", help=text)
         parser.addini(ini, text, default=None)

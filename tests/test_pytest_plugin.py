@@ -147,12 +147,19 @@ def test_disabled_with_p_no_diffcli(project):
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
 
 
-def test_more_globs_through_the_ini_option(pytester):
-    pytester.makefile(".txt", checks="x^2; x=1\nsqrt(x) x; x=0\n", notes="not a suite\n")
-    pytester.makeini("[pytest]\ndiffcli_suites = checks.txt\n")
-    result = pytester.runpytest("--collect-only", "-q")
-    assert ids(result) == [f"checks.txt::{case}::{check}" for case in ("x^2", "sqrt(x) x")
-                           for check in ("value", "grad", "hessian", "jvp")]  # fmt: skip
+def test_text_lists_by_default_and_more_globs_through_the_ini_option(pytester):
+    pytester.makefile(".diffcli.txt", lines="x^2; x=1\n")
+    pytester.makefile(".txt", checks="sqrt(x) x; x=0\n", notes="not a suite\n")
+    pytester.mkdir("derivatives")
+    (pytester.path / "derivatives" / "deep.toml").write_text('[[case]]\nname = "deep"\nexpr = "x"\nat = [{ x = 1 }]\n')
+    every = [f"{case}::{check}" for case in ("x^2",) for check in ("value", "grad", "hessian", "jvp")]
+    assert ids(pytester.runpytest("--collect-only", "-q")) == [f"lines.diffcli.txt::{i}" for i in every]
+    pytester.makeini("[pytest]\ndiffcli_suites = checks.txt derivatives/*.toml\n")
+    more = ids(pytester.runpytest("--collect-only", "-q"))
+    assert [i for i in more if not i.startswith("lines.")] == [
+        *(f"checks.txt::sqrt(x) x::{check}" for check in ("value", "grad", "hessian", "jvp")),
+        *(f"derivatives/deep.toml::deep::{check}" for check in ("value", "grad", "hessian", "jvp")),
+    ]
 
 
 def test_a_file_that_is_not_a_suite_is_one_collection_error(pytester):
