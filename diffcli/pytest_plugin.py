@@ -147,16 +147,12 @@ class CheckItem(pytest.Item):
         self.case = self.parent.case
 
     def runtest(self) -> None:
-        from diffcli import worker
-        from diffcli.batch import Record, finish_case, start_case
         from diffcli.verdict import UNKNOWN
 
-        if self.case.error is not None:
-            raise FailedCheckError(Record(self.case, self.check, error=self.case.error))
-        with worker.using(_backend(self.config)) as backend, warnings.catch_warnings():
+        with warnings.catch_warnings():
             # torch's own deprecations (torch.func calls torch.jit.script) are not the user's to fix
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
-            (record,) = finish_case(start_case(self.case, [self.check], {"limits": limits(self.config)}, backend))
+            record = _runner(self.config).run(self)
         if not record.ok:
             raise FailedCheckError(record)
         if record.status == UNKNOWN:
@@ -174,21 +170,78 @@ class CheckItem(pytest.Item):
         return self.path, line, f"{self.case.name} [{self.check}]"
 
 
-_BACKEND = pytest.StashKey[Any]()
+class _Runner:
+    """Runs the checks in pytest's order as ``batch`` runs cases: the symbolic work of the
+    next items is queued ahead on two workers (case by case, round-robin) while this
+    process does an item's autodiff. Under pytest-xdist each process runs only the items it is sent, so
+    there it starts each item's work when the item runs."""
 
+    def __init__(self, config: pytest.Config) -> None:
+        self.options = {"limits": limits(config)}
+        self.ahead = not hasattr(config, "workerinput")  # (set in an xdist worker)
+        self.order: list[CheckItem] = []
+        self.position: dict[str, int] = {}
+        self.started: dict[str, tuple[Any, list]] = {}  # nodeid -> (backend, jobs)
+        self.backends: list | None = None
+        self.cases: dict[int, int] = {}  # id(case) -> its number, in the order they start
 
-def _backend(config: pytest.Config) -> Any:
-    """This pytest process's symbolic worker, started by the first check that needs it."""
-    if _BACKEND not in config.stash:
+    def plan(self, items: list[pytest.Item]) -> None:
+        self.order = [item for item in items if isinstance(item, CheckItem)]
+        self.position = {item.nodeid: k for k, item in enumerate(self.order)}
+
+    def _start(self, item: CheckItem) -> tuple[Any, list]:
         from diffcli import worker
+        from diffcli.batch import start_case
 
-        backend = worker.isolated(limits(config))
-        backend.start()
-        config.stash[_BACKEND] = backend
-    return config.stash[_BACKEND]
+        if self.backends is None:
+            with worker.using(worker.isolated(self.options["limits"])):
+                self.backends = worker.pool(2)
+        # a case's checks share a worker: it keeps the case's formulas for the next check
+        backend = self.backends[self.cases.setdefault(id(item.case), len(self.cases)) % len(self.backends)]
+        with worker.using(backend):
+            return backend, start_case(item.case, [item.check], self.options, backend)
+
+    def run(self, item: CheckItem) -> Any:
+        from diffcli import worker
+        from diffcli.batch import LOOKAHEAD, LOOKAHEAD_POINTS, Record, finish_case
+
+        if item.case.error is not None:  # the suite's own error for this case: nothing to start
+            return Record(item.case, item.check, error=item.case.error)
+        k = self.position.get(item.nodeid)
+        upcoming = self.order[k : k + LOOKAHEAD] if self.ahead and k is not None else [item]
+        queued = 0
+        for i, later in enumerate(upcoming):
+            if later.case.error is None and later.nodeid not in self.started:
+                self.started[later.nodeid] = self._start(later)
+            jobs = self.started.get(later.nodeid, (None, []))[1]
+            queued += sum(len(job.started.request.points) for job in jobs if job.started)
+            if i >= 1 and queued >= LOOKAHEAD_POINTS:
+                break
+        backend, jobs = self.started.pop(item.nodeid, None) or self._start(item)
+        with worker.using(backend):
+            (record,) = finish_case(jobs)
+        return record
+
+    def close(self) -> None:
+        for backend in self.backends or ():
+            backend.close()
+
+
+_RUNNER = pytest.StashKey[_Runner]()
+
+
+def _runner(config: pytest.Config) -> _Runner:
+    if _RUNNER not in config.stash:
+        config.stash[_RUNNER] = _Runner(config)
+    return config.stash[_RUNNER]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(isinstance(item, CheckItem) for item in session.items):
+        _runner(session.config).plan(session.items)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    backend = config.stash.get(_BACKEND, None)
-    if backend is not None:
-        backend.close()
+    runner = config.stash.get(_RUNNER, None)
+    if runner is not None:
+        runner.close()

@@ -118,6 +118,15 @@ def test_failures_show_the_worst_points_the_formula_and_golden_values(project):
     )
 
 
+def test_a_case_the_suite_refuses_fails_each_of_its_items_at_its_line(pytester):
+    pytester.makefile(".diffcli.toml", odd='[[case]]\nexpr = "x"\nat = [{ x = 1 }]\n\n[[case]]\nname = "odd"\n'
+                      'expr = "x"\ncolour = "red"\nchecks = ["value", "grad"]\n')  # fmt: skip
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=4, failed=4)  # a refused case runs (and fails) the default checks
+    result.stdout.fnmatch_lines(["*odd [[]value[]]: error (odd.diffcli.toml:5)", "odd.diffcli.toml: case 2 ('odd'): *"])
+    result.stdout.fnmatch_lines(["*odd [[]grad[]]: error (odd.diffcli.toml:5)"])
+
+
 def test_k_selects_a_case_and_the_passing_suite_passes(project):
     result = project.runpytest("-k", "trig")
     result.assert_outcomes(passed=1, deselected=9)

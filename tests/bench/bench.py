@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,15 +40,15 @@ def wall(cmd: list[str], env: dict | None = None) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(commands: dict[str, list[str]], repeats: int, env: dict | None = None) -> dict[str, float]:
-    """Median wall time of each command, the commands run in turn, ``repeats`` rounds."""
+def interleaved(commands: dict[str, list[str]], repeats: int, env: dict | None = None, stat=statistics.median):
+    """Median (or ``stat``) wall time of each command, the commands run in turn, ``repeats`` rounds."""
     times: dict[str, list[float]] = {name: [] for name in commands}
     for cmd in commands.values():  # warm the file cache once
         wall(cmd, env)
     for _ in range(repeats):
         for name, cmd in commands.items():
             times[name].append(wall(cmd, env))
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: stat(t) for name, t in times.items()}
 
 
 def record(target: str, measured: float, bound: float, unit: str = "x") -> None:
@@ -194,6 +195,37 @@ def pictures(repeats: int) -> None:
     record("10. `plot` of value, grad and Hessian on 401 points vs importing torch, SymPy and matplotlib",
            times["plot"] / times["floor"], 1.3)  # fmt: skip
     record("10. feynman.toml batch with `--html` vs without", times["batch html"] / times["batch"], 1.5)
+
+
+def pytest_plugin(repeats: int) -> None:
+    """Target 11: the plugin costs a pytest run without suites nothing; a suite under pytest
+    costs about what `diffcli batch` does, beside pytest's own start (its plugins, their
+    summaries). Bytecode is cached here as in a user's environment: pytest rewrites the
+    asserts of its plugins' modules, diffcli's included, and caches the result."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    with tempfile.TemporaryDirectory() as tmp:
+        plain, suites = Path(tmp, "plain"), Path(tmp, "suites")
+        plain.mkdir()
+        suites.mkdir()
+        (plain / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+        shutil.copy(ROOT / "samples" / "feynman.toml", suites / "feynman.diffcli.toml")
+        pytest = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir"]
+        empty = {
+            "pytest": [*pytest, str(plain), str(plain)],
+            "pytest without the plugin": [*pytest, str(plain), "-p", "no:diffcli", str(plain)],
+        }
+        suite = {
+            "suite under pytest": [*pytest, str(suites), str(suites)],
+            "batch": diffcli("batch", str(suites / "feynman.diffcli.toml"), "--format", "json"),
+        }
+        # a half-second run's median moves by tens of per cent on a shared machine: the best of 15
+        times = interleaved(empty, 15, env, stat=min) | interleaved(suite, repeats, env)
+    record("11. pytest on a project without suites (best of 15), the plugin installed vs `-p no:diffcli`",
+           times["pytest"] / times["pytest without the plugin"], 1.1)  # fmt: skip
+    ratio = (times["suite under pytest"] - times["pytest"]) / times["batch"]
+    record("11. feynman.toml (400 checks) under pytest, less pytest's own start, vs `diffcli batch`", ratio, 1.3)
+    info("11. feynman.toml under pytest and `diffcli batch`; pytest's own start (one empty test)",
+         f"{times['suite under pytest']:.2f} s, {times['batch']:.2f} s; {times['pytest']:.2f} s")  # fmt: skip
 
 
 def warm_server(repeats: int) -> None:
@@ -440,6 +472,7 @@ def main() -> None:
     batch(repeats)
     loops(repeats)
     pictures(repeats)
+    pytest_plugin(repeats)
     memory(args.quick)
     peers(10**6, repeats)
     gpu()
