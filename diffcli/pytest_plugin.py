@@ -195,7 +195,7 @@ class _Runner:
 
         if self.backends is None:
             with worker.using(worker.isolated(self.options["limits"])):
-                self.backends = worker.pool(2)
+                self.backends = worker.pool(2 if self.ahead else 1)  # (xdist runs a process per core)
         # a case's checks share a worker: it keeps the case's formulas for the next check
         backend = self.backends[self.cases.setdefault(id(item.case), len(self.cases)) % len(self.backends)]
         with worker.using(backend):
