@@ -34,8 +34,11 @@ class Limits:
     timeout: float = 5.0  # seconds of symbolic work per check (--timeout)
     max_memory_mb: int = 4_096  # address space of the symbolic worker, in MiB (--max-memory)
     max_file_mb: int = 16  # size of one batch file, in MiB
+    # how messages name the options that raise the time and memory limits: the command line's
+    # --timeout, the pytest plugin's --diffcli-timeout
+    option_prefix: str = "--"
 
-    def with_options(self, **options: float | int | None) -> Limits:
+    def with_options(self, **options: float | int | str | None) -> Limits:
         """These limits with the options that were given (None: keep the default)."""
         return replace(self, **{k: v for k, v in options.items() if v is not None})
 

@@ -89,7 +89,7 @@ def _read_limits(config: pytest.Config) -> Limits:
         if value is not None and not 0 < value < float("inf"):
             raise pytest.UsageError(f"{option} must be a positive number")
         given[field] = value
-    return DEFAULT.with_options(**given)
+    return DEFAULT.with_options(**given, option_prefix="--diffcli-")
 
 
 class SuiteFile(pytest.File):

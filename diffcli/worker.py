@@ -313,7 +313,7 @@ class Isolated:
             self.kill()
             raise LimitError(  # (the failing import varies from run to run: the limit is what matters)
                 f"the symbolic worker could not start within {self.limits.max_memory_mb} MiB of memory; "
-                f"it needs about {STARTUP_MB} MiB (--max-memory)"
+                f"it needs about {STARTUP_MB} MiB ({self.limits.option_prefix}max-memory)"
             )
         self._ready = True
 
@@ -333,7 +333,7 @@ class Isolated:
             self.kill()
             raise LimitError(
                 f"the symbolic worker stopped unexpectedly (exit code {code}); "
-                "if it ran out of memory, raise the limit with --max-memory"
+                f"if it ran out of memory, raise the limit with {self.limits.option_prefix}max-memory"
             ) from None
 
     def _call(self, name: str, *args, generation: int | None = None):
@@ -349,7 +349,7 @@ class Isolated:
             self.kill()
             raise LimitError(
                 f"the symbolic work took longer than {self.limits.timeout:g} s and was stopped "
-                "(raise the limit with --timeout)"
+                f"(raise the limit with {self.limits.option_prefix}timeout)"
             )
         kind, payload = self._receive(conn, process)
         if kind == "ok":
@@ -357,7 +357,7 @@ class Isolated:
         if kind == "memory":
             raise LimitError(
                 f"the symbolic work needed more than {self.limits.max_memory_mb} MiB of memory "
-                "(raise the limit with --max-memory)"
+                f"(raise the limit with {self.limits.option_prefix}max-memory)"
             )
         if kind == "error":
             raise DiffcliError(payload)

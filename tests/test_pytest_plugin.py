@@ -182,7 +182,9 @@ def test_a_file_that_is_not_a_suite_is_one_collection_error(pytester):
 def test_limits_from_options_and_ini(project):
     slow = project.runpytest("-k", "trig", "--diffcli-timeout", "1e-6")
     slow.assert_outcomes(failed=1)
-    slow.stdout.fnmatch_lines(["*the symbolic work took longer than 1e-06 s*"])
+    slow.stdout.fnmatch_lines(
+        ["*the symbolic work took longer than 1e-06 s and was stopped (raise the limit with --diffcli-timeout)"]
+    )
     project.makeini("[pytest]\ndiffcli_timeout = 1e-6\n")
     project.runpytest("-k", "trig").assert_outcomes(failed=1)
     project.runpytest("-k", "trig", "--diffcli-timeout", "30").assert_outcomes(passed=1)
