@@ -77,6 +77,18 @@ def test_the_sdist_carries_the_tests_samples_and_docs(built):
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
+def test_the_sdist_s_own_tests_run(built, installed, tmp_path):
+    """A few of the sdist's tests, run from the unpacked sdist with the installed wheel."""
+    with tarfile.open(built["sdist"]) as sdist:
+        sdist.extractall(tmp_path, filter="data")
+    (unpacked,) = tmp_path.glob("diffcli-*")
+    tests = ["tests/test_parser.py", "tests/test_samples.py::test_seed_sample_lines"]
+    result = subprocess.run([str(installed / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                            capture_output=True, text=True, cwd=unpacked)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout.splitlines()[-1]
+
+
 def test_the_wheel_has_the_package_its_type_marker_and_entry_points(built):
     with zipfile.ZipFile(built["wheel"]) as wheel:
         names = set(wheel.namelist())

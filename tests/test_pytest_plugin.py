@@ -140,6 +140,13 @@ def test_x_stops_at_the_first_failure_and_lf_reruns_the_failures(project):
     rerun.assert_outcomes(failed=3, deselected=7)
 
 
+def test_xdist_runs_the_items_in_worker_processes(project):
+    pytest.importorskip("xdist")
+    result = project.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=7, failed=3)
+    result.stdout.fnmatch_lines(["*kink [[]grad[]]: mismatch (bad.diffcli.toml:1)", "*x=0.0  ∂f/∂x  nan*"])
+
+
 def test_junitxml_has_a_testcase_per_item(project):
     project.runpytest("--junitxml=report.xml")
     cases = {
