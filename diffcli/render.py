@@ -495,6 +495,14 @@ def junit_xml(records, seconds: float) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
+#: A formula in a failure's text is cut after this many characters (the JSON output has it whole).
+FORMULA_CHARS = 400
+
+
+def _clipped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def record_title(record) -> str:
     """``name [check]: status``, as JUnit names a testcase."""
     return f"{record.case.name} [{record.check}]: {record.status}" if record.check else f"{record.case.name}: error"
@@ -513,8 +521,12 @@ def failure_text(record, limit: int = 5, head: bool = True) -> str:
     from diffcli.plot import shown_entries
 
     formulas = np.asarray(report.symbolic, dtype=object).reshape(-1)
-    for k, label in shown_entries(report.command, report.variables, report.outputs, report.extra)[: limit * 2]:
-        lines.append(f"reference: {label} = {formulas[k]}" if label else f"reference: {formulas[k]}")
+    shown = shown_entries(report.command, report.variables, report.outputs, report.extra)
+    for k, label in shown[: 2 * limit]:
+        formula = _clipped(str(formulas[k]), FORMULA_CHARS)
+        lines.append(f"reference: {label} = {formula}" if label else f"reference: {formula}")
+    if len(shown) > 2 * limit:
+        lines.append(f"reference: and {len(shown) - 2 * limit} more (--format json has them all)")
     for failure in record.expect_failures:
         point = point_text(report.variables, report.points[failure["index"]])
         lines.append(f"expect.{record.check} at {point}: expected {failure['expected']}, found {failure['found']}")
@@ -549,7 +561,7 @@ def github_annotation(record, workspace: str | None = None) -> str | None:
     path: str | None = record.case.file
     if path.startswith("<"):  # <stdin>: no file to mark
         path = None
-    elif workspace and os.path.isabs(path) and os.path.commonpath([path, workspace]) == workspace:
+    elif workspace and os.path.isabs(workspace) and path.startswith(os.path.join(workspace, "")):
         path = os.path.relpath(path, workspace)
     properties = {"file": path, "line": record.case.line if path else None, "title": f"diffcli: {record_title(record)}"}
     fields = ",".join(f"{k}={_escape_property(str(v))}" for k, v in properties.items() if v is not None)

@@ -151,3 +151,17 @@ def test_escaping_keeps_percent_signs_and_newlines(files):
 def test_bad_choice_is_an_input_error(files):
     result = run("cases.txt", "--annotations", "gitlab")
     assert result.exit_code == 2 and "gitlab" in result.output
+
+
+def test_a_long_formula_is_clipped_in_the_message():
+    from diffcli import check
+    from diffcli.batch import Record
+    from diffcli.render import FORMULA_CHARS, failure_text
+    from diffcli.suite import Case
+
+    report = check("grad", "x sqrt(x^2)", "x=0")
+    report.symbolic = ["x + " * 500 + "x"]
+    text = failure_text(Record(Case("long", "x sqrt(x^2)", "f.toml", 3), "grad", report))
+    assert text.splitlines()[0] == "long [grad]: mismatch (f.toml:3)"
+    (formula,) = [line for line in text.splitlines() if line.startswith("reference: ")]
+    assert formula.endswith("…") and len(formula) == len("reference: ∂f/∂x = ") + FORMULA_CHARS
