@@ -127,6 +127,15 @@ def test_a_case_the_suite_refuses_fails_each_of_its_items_at_its_line(pytester):
     result.stdout.fnmatch_lines(["*odd [[]grad[]]: error (odd.diffcli.toml:5)"])
 
 
+def test_an_item_s_location_is_its_case_s_line(project):
+    """What pytest reports and CI annotation plugins use: (path, 0-based line, name)."""
+    failed = project.inline_run("-k", "golden or typo").listoutcomes()[2]
+    assert sorted(report.location for report in failed) == [
+        ("bad.diffcli.toml", 5, "golden [grad]"),  # [[case]] on line 6
+        ("bad.diffcli.toml", 10, "typo [value]"),  # line 11
+    ]
+
+
 def test_k_selects_a_case_and_the_passing_suite_passes(project):
     result = project.runpytest("-k", "trig")
     result.assert_outcomes(passed=1, deselected=9)
