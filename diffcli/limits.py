@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import IO
+from typing import IO, Any
 
 from diffcli.errors import DiffcliError
 
@@ -38,7 +38,7 @@ class Limits:
     # --timeout, the pytest plugin's --diffcli-timeout
     option_prefix: str = "--"
 
-    def with_options(self, **options: float | int | str | None) -> Limits:
+    def with_options(self, **options: Any) -> Limits:
         """These limits with the options that were given (None: keep the default)."""
         return replace(self, **{k: v for k, v in options.items() if v is not None})
 

@@ -95,7 +95,7 @@ def _read_limits(config: pytest.Config) -> Limits:
 class SuiteFile(pytest.File):
     """A suite: a collector per case."""
 
-    def collect(self) -> Iterator[pytest.Node]:
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         from diffcli.suite import read_cases
 
         name = self.path.relative_to(self.config.rootpath).as_posix() if _inside(self.path, self) else str(self.path)
@@ -127,7 +127,7 @@ class SuiteCase(pytest.Collector):
         from diffcli.batch import planned
 
         for check in dict.fromkeys(planned(self.case, None)) or ["value"]:
-            yield CheckItem.from_parent(self, name=check, check=check)
+            yield CheckItem.from_parent(self, name=check, check=check, case=self.case)
 
 
 class FailedCheckError(Exception):
@@ -141,10 +141,9 @@ class FailedCheckError(Exception):
 class CheckItem(pytest.Item):
     """One check of one case, run as ``diffcli batch`` runs it."""
 
-    def __init__(self, *, check: str, **kwargs: Any) -> None:
+    def __init__(self, *, check: str, case: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.check = check
-        self.case = self.parent.case
+        self.check, self.case = check, case
 
     def runtest(self) -> None:
         from diffcli.verdict import UNKNOWN
@@ -217,7 +216,7 @@ class _Runner:
             queued += sum(len(job.started.request.points) for job in jobs if job.started)
             if i >= 1 and queued >= LOOKAHEAD_POINTS:
                 break
-        backend, jobs = self.started.pop(item.nodeid, None) or self._start(item)
+        backend, jobs = self.started.pop(item.nodeid) if item.nodeid in self.started else self._start(item)
         with worker.using(backend):
             (record,) = finish_case(jobs)
         return record
