@@ -148,8 +148,8 @@ def to_text(node: Node) -> str:
         return _wrapped(args[0], level - 1) + "".join(rest)
     if op in _INFIX:
         level = _PRECEDENCE[op]
-        left, right = args
-        return _wrapped(left, level - 1) + _INFIX[op] + _wrapped(right, level)
+        a, b = args
+        return _wrapped(a, level - 1) + _INFIX[op] + _wrapped(b, level)
     if op == "Vector":
         return f"[{', '.join(to_text(a) for a in args)}]"
     if op in LOOPS:

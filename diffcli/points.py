@@ -65,6 +65,7 @@ def resolve_point(
     spec: PointSpec, variables: Sequence[str], option: str = "--at", noun: str = "variable"
 ) -> tuple[float, ...]:
     """The coordinates of one point, in ``variables`` order (``noun``: what they are, in messages)."""
+    items: Sequence[tuple[str | None, str | float | int, int]]
     if isinstance(spec, str):
         items = parse_assignments(spec) if spec.strip() else []
     elif isinstance(spec, Mapping):

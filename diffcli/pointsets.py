@@ -50,7 +50,7 @@ def _name_and_range(spec: str, option: str, parts: int) -> tuple[str, list[float
     for field in fields[:2]:
         values.append(constant(field, spec, offset, f"{option} {name}"))
         offset += len(field) + 1
-    _check_span(spec, option, *values, box=parts == 2)
+    _check_span(spec, option, values[0], values[1], box=parts == 2)
     if parts == 3:
         try:
             count = int(fields[2])

@@ -138,7 +138,7 @@ def _case(raw: Any, defaults: dict, file: str, position: int, line: int | None) 
     _expect_type(where, "expr", raw["expr"], "string")
     name = raw.get("name", raw["expr"])
     _expect_type(where, "name", name, "string")
-    case = Case(name=name, expr=raw["expr"], file=file, line=line)
+    case = Case(name=str(name), expr=raw["expr"], file=file, line=line)
     if "vars" in raw:
         _expect_type(where, "vars", raw["vars"], "array")
         for v in raw["vars"]:
@@ -238,7 +238,8 @@ _CASE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*case[ \t]*\]\]", re.MULTILINE)
 def _header_lines(text: str, count: int) -> list[int | None]:
     """The line of each case's ``[[case]]`` header (tomllib keeps no positions); None for
     each when the headers do not match the cases one to one (an inline ``case = [...]``)."""
-    lines, line, at = [], 1, 0
+    lines: list[int | None] = []
+    line, at = 1, 0
     for match in _CASE_HEADER.finditer(text):
         line += text.count("\n", at, match.start())
         at = match.start()

@@ -32,6 +32,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from diffcli.errors import DiffcliError
@@ -255,7 +257,9 @@ def _main_module_hidden() -> Iterator[None]:
     fails for scripts read from standard input and re-runs scripts without a
     ``__name__ == "__main__"`` guard, so the child is not told where it is."""
     main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    saved: dict[str, Any] = {
+        k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__
+    }
     if main is not None:
         main.__dict__.pop("__file__", None)
         main.__spec__ = None
@@ -275,8 +279,8 @@ class Isolated:
 
     def __init__(self, limits: Limits = DEFAULT):
         self.limits = limits
-        self._process = None
-        self._conn = None
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
         self._ready = False
         self._lock = threading.RLock()  # one request at a time on the pipe, whichever thread asks
         self._queue: ThreadPoolExecutor | None = None  # submitted requests, sent in order
@@ -292,7 +296,7 @@ class Isolated:
             if self._process is not None and self._process.is_alive():
                 return
             forked = FORK and single_threaded()
-            context = multiprocessing.get_context("fork" if forked else "spawn")
+            context = multiprocessing.get_context("fork") if forked else multiprocessing.get_context("spawn")
             parent, child = context.Pipe()
             target = _serve_forked if forked else _serve
             process = context.Process(target=target, args=(child, self.limits.max_memory_mb), daemon=True)
