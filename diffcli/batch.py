@@ -265,19 +265,19 @@ LOOKAHEAD = 64
 LOOKAHEAD_POINTS = 50_000
 
 
-def _points(jobs: list[_Job]) -> int:
+def queued_points(jobs: list[_Job]) -> int:
     return sum(job.started.request.points.shape[0] for job in jobs if job.started is not None)
 
 
 def _start_more(upcoming, started: deque, checks, options, backends, mathml: bool) -> None:
-    queued = sum(_points(jobs) for jobs in started)
+    queued = sum(queued_points(jobs) for jobs in started)
     while len(started) < 2 or (len(started) < LOOKAHEAD and queued < LOOKAHEAD_POINTS):
         following = next(upcoming, None)
         if following is None:
             return
         i, case = following
         started.append(start_case(case, checks, options, backends[i % len(backends)], mathml))
-        queued += _points(started[-1])
+        queued += queued_points(started[-1])
 
 
 def run_batch(

@@ -54,14 +54,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:
     patterns = (*SUITES, *parent.config.getini("diffcli_suites"))
-    relative = file_path.relative_to(parent.config.rootpath).as_posix() if _inside(file_path, parent) else ""
+    relative = _relative(file_path, parent.config)
     if any(fnmatch.fnmatch(file_path.name, p) or (relative and fnmatch.fnmatch(relative, p)) for p in patterns):
         return SuiteFile.from_parent(parent, path=file_path)
     return None
 
 
-def _inside(path: Any, node: pytest.Collector) -> bool:
-    return path.is_relative_to(node.config.rootpath)
+def _relative(path: Any, config: pytest.Config) -> str | None:
+    """The path from the root directory (as node ids spell it), or None outside it."""
+    return path.relative_to(config.rootpath).as_posix() if path.is_relative_to(config.rootpath) else None
 
 
 _LIMITS_KEY = pytest.StashKey[Limits]()
@@ -98,7 +99,7 @@ class SuiteFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         from diffcli.suite import read_cases
 
-        name = self.path.relative_to(self.config.rootpath).as_posix() if _inside(self.path, self) else str(self.path)
+        name = _relative(self.path, self.config) or str(self.path)
         try:
             cases = read_cases(name, read_path(self.path, limits(self.config).max_file_mb))
         except DiffcliError as exc:
@@ -126,7 +127,7 @@ class SuiteCase(pytest.Collector):
     def collect(self) -> Iterator[pytest.Item]:
         from diffcli.batch import planned
 
-        for check in dict.fromkeys(planned(self.case, None)) or ["value"]:
+        for check in dict.fromkeys(planned(self.case, None)):  # (`checks = []`: none, as in batch)
             yield CheckItem.from_parent(self, name=check, check=check, case=self.case)
 
 
@@ -202,7 +203,7 @@ class _Runner:
 
     def run(self, item: CheckItem) -> Any:
         from diffcli import worker
-        from diffcli.batch import LOOKAHEAD, LOOKAHEAD_POINTS, Record, finish_case
+        from diffcli.batch import LOOKAHEAD, LOOKAHEAD_POINTS, Record, finish_case, queued_points
 
         if item.case.error is not None:  # the suite's own error for this case: nothing to start
             return Record(item.case, item.check, error=item.case.error)
@@ -212,8 +213,7 @@ class _Runner:
         for i, later in enumerate(upcoming):
             if later.case.error is None and later.nodeid not in self.started:
                 self.started[later.nodeid] = self._start(later)
-            jobs = self.started.get(later.nodeid, (None, []))[1]
-            queued += sum(len(job.started.request.points) for job in jobs if job.started)
+            queued += queued_points(self.started.get(later.nodeid, (None, []))[1])
             if i >= 1 and queued >= LOOKAHEAD_POINTS:
                 break
         backend, jobs = self.started.pop(item.nodeid) if item.nodeid in self.started else self._start(item)
